@@ -16,6 +16,7 @@ find_package(nlohmann_json REQUIRED)
 find_package(GTest REQUIRED)
 find_package(benchmark REQUIRED)
 find_package(Threads REQUIRED)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 
 # The real hypervisor libraries. Unit tests link gears::fakexen instead (a link seam):
 # the RAII layer in common/xen is compiled once and never knows which one it gets.

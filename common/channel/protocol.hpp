@@ -1,0 +1,113 @@
+// The semantic channel: a per-domain dom0<->domU link carrying hints, control and bulk data.
+//
+// Transport: two StreamRings (common/ring/stream_ring.hpp), one per direction, granted by the frontend
+// (domU), mapped by the backend (dom0), and one interdomain event channel shared by both directions.
+//   up   ring: domU produces, dom0 consumes
+//   down ring: dom0 produces, domU consumes
+//
+// Xenbus (device type "gears"):
+//   backend  /local/domain/0/backend/gears/<domU>/<devid>/
+//     feature-gears-hints = 1, max-ring-page-order = <n>, max-frame = <bytes>
+//   frontend /local/domain/<domU>/device/gears/<devid>/
+//     ring-page-order = <k>  (each ring has 1 header page + 2^k data pages)
+//     up-ring-ref<i>, down-ring-ref<i>  i in [0, 1 + 2^k)
+//     event-channel = <port>
+//
+// Frames (header from StreamRing: u32 len, u16 type, u16 flags; payloads little-endian):
+//   Hello     both  {u32 version, u32 features}                       first frame each way
+//   Hints     up    TLV hint set (common/hints)                       dom0 answers HintsAck
+//   HintsAck  down  {u32 status (0 ok / errno), u32 records}
+//   BulkBegin up    {u8 dir, u8 verify, u16 0, u32 0, u64 bytes, u64 seed}
+//   Data      both  bulk bytes (<= max-frame)
+//   BulkEnd   both  {u64 bytes, u64 checksum}                          sender's, then receiver's
+//   Ping/Pong both  {u64 seq, u64 t_ns}
+//   Msg       up    small message (channel.msgs benchmark)
+//   MsgEnd    both  {u64 count, u64 checksum}
+// Any other type, a malformed payload, a Data frame outside a bulk transfer, or too many control frames
+// per second (flood) is a protocol violation: dom0 closes the channel and logs why.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "common/util/result.hpp"
+
+namespace gears::channel {
+
+inline constexpr std::string_view kDeviceType = "gears";
+inline constexpr std::uint32_t kVersion = 1;
+inline constexpr unsigned kMaxRingPageOrder = 9;      // 512 data pages (2 MiB) per direction
+inline constexpr unsigned kDefaultRingPageOrder = 8;  // 1 MiB per direction
+inline constexpr std::uint32_t kMaxFrame = 64 * 1024;
+inline constexpr std::uint32_t kMaxControlFramesPerSec = 2000;  // Hints/Ping beyond this: flood
+
+enum class FrameType : std::uint16_t {
+  Hello = 1,
+  Hints = 2,
+  HintsAck = 3,
+  BulkBegin = 4,
+  Data = 5,
+  BulkEnd = 6,
+  Ping = 7,
+  Pong = 8,
+  Msg = 9,
+  MsgEnd = 10,
+};
+
+enum class Direction : std::uint8_t { Up = 0, Down = 1 };
+
+struct Hello {
+  std::uint32_t version = kVersion;
+  std::uint32_t features = 0;
+};
+struct HintsAck {
+  std::uint32_t status = 0;
+  std::uint32_t records = 0;
+};
+struct BulkBegin {
+  Direction dir = Direction::Up;
+  bool verify = true;
+  std::uint64_t bytes = 0;
+  std::uint64_t seed = 0;
+};
+struct BulkEnd {
+  std::uint64_t bytes = 0;
+  std::uint64_t checksum = 0;
+};
+struct Ping {
+  std::uint64_t seq = 0;
+  std::uint64_t t_ns = 0;
+};
+struct MsgEnd {
+  std::uint64_t count = 0;
+  std::uint64_t checksum = 0;
+};
+
+inline constexpr std::size_t kHelloSize = 8;
+inline constexpr std::size_t kHintsAckSize = 8;
+inline constexpr std::size_t kBulkBeginSize = 24;
+inline constexpr std::size_t kBulkEndSize = 16;
+inline constexpr std::size_t kPingSize = 16;
+inline constexpr std::size_t kMsgEndSize = 16;
+
+// Encoders write exactly k*Size bytes into `out` (which must be at least that long).
+void encode(const Hello& m, std::span<std::byte, kHelloSize> out);
+void encode(const HintsAck& m, std::span<std::byte, kHintsAckSize> out);
+void encode(const BulkBegin& m, std::span<std::byte, kBulkBeginSize> out);
+void encode(const BulkEnd& m, std::span<std::byte, kBulkEndSize> out);
+void encode(const Ping& m, std::span<std::byte, kPingSize> out);
+void encode(const MsgEnd& m, std::span<std::byte, kMsgEndSize> out);
+
+// Decoders are strict: exact length, enum values in range, reserved bytes zero.
+[[nodiscard]] Result<Hello> decode_hello(std::span<const std::byte> in);
+[[nodiscard]] Result<HintsAck> decode_hints_ack(std::span<const std::byte> in);
+[[nodiscard]] Result<BulkBegin> decode_bulk_begin(std::span<const std::byte> in);
+[[nodiscard]] Result<BulkEnd> decode_bulk_end(std::span<const std::byte> in);
+[[nodiscard]] Result<Ping> decode_ping(std::span<const std::byte> in);
+[[nodiscard]] Result<MsgEnd> decode_msg_end(std::span<const std::byte> in);
+
+[[nodiscard]] std::string_view frame_name(std::uint16_t type);
+
+}  // namespace gears::channel

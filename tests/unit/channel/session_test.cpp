@@ -1,0 +1,240 @@
+// Both ends of the channel protocol in one process: frontend on the test thread, backend on its own
+// thread, two rings in plain shared memory and eventfds in place of the event channel.
+#include "common/channel/frontend_session.hpp"
+#include "common/channel/session.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+namespace gears::channel {
+namespace {
+
+struct Kick {
+  int fd;
+  Status notify() {
+    const std::uint64_t one = 1;
+    if (::write(fd, &one, sizeof one) < 0 && errno != EAGAIN) return errno_error("eventfd");
+    return {};
+  }
+};
+static_assert(ring::Notifier<Kick>);
+
+struct Wait {
+  int fd;
+  Result<bool> wait(int ms) {
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, ms);
+    if (r < 0) return errno_error("poll");
+    if (r == 0) return false;
+    std::uint64_t n;
+    if (::read(fd, &n, sizeof n) < 0 && errno != EAGAIN) return errno_error("read");
+    return true;
+  }
+};
+
+class Region {
+ public:
+  explicit Region(std::size_t bytes) : n_(bytes) {
+    p_ = ::mmap(nullptr, n_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p_ == MAP_FAILED) throw std::runtime_error("mmap");
+  }
+  ~Region() { ::munmap(p_, n_); }
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+  std::span<std::byte> span() { return {static_cast<std::byte*>(p_), n_}; }
+
+ private:
+  void* p_;
+  std::size_t n_;
+};
+
+constexpr std::uint32_t kFrame = 16 * 1024;
+
+class ChannelPair : public ::testing::Test {
+ protected:
+  ChannelPair()
+      : up_(ring::stream_region_bytes(16)), down_(ring::stream_region_bytes(16)),
+        be_fd_(::eventfd(0, EFD_NONBLOCK)), fe_fd_(::eventfd(0, EFD_NONBLOCK)) {
+    ring::stream_ring_format(up_.span(), kFrame);
+    ring::stream_ring_format(down_.span(), kFrame);
+  }
+  ~ChannelPair() override {
+    stop_ = true;
+    (void)kick_be_.notify();
+    if (backend_.joinable()) backend_.join();
+    ::close(be_fd_);
+    ::close(fe_fd_);
+  }
+
+  void start_backend(BackendSession<Kick>::HintSink sink) {
+    backend_ = std::thread([this, sink] {
+      BackendSession<Kick> be(up_.span(), down_.span(), kick_fe_, kFrame, sink);
+      Wait w{be_fd_};
+      while (!stop_) {
+        auto r = be.pump();
+        if (!r) {
+          be_error_ = r.error().what;
+          be_detail_ = be.detail();
+          return;
+        }
+        stats_ = be.stats();
+        if (*r == PumpResult::Idle) (void)w.wait(100);
+      }
+    });
+  }
+
+  Region up_, down_;
+  int be_fd_, fe_fd_;
+  Kick kick_be_{be_fd_};
+  Kick kick_fe_{fe_fd_};
+  Wait fe_wait_{fe_fd_};
+  std::thread backend_;
+  std::atomic<bool> stop_{false};
+  std::string be_error_, be_detail_;
+  BackendStats stats_;
+};
+
+TEST_F(ChannelPair, HelloHintsBulkMsgsPing) {
+  std::vector<std::byte> seen;
+  start_backend([&](std::span<const std::byte> tlv) -> Result<std::uint32_t> {
+    seen.assign(tlv.begin(), tlv.end());
+    return 3u;
+  });
+  FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 5000);
+  auto h = fe.hello();
+  ASSERT_TRUE(h.ok()) << h.error().what;
+  EXPECT_EQ(h->version, kVersion);
+
+  const std::byte tlv[] = {std::byte{1}, std::byte{0}, std::byte{1}, std::byte{0}, std::byte{7}};
+  auto ack = fe.publish_hints(tlv);
+  ASSERT_TRUE(ack.ok()) << ack.error().what;
+  EXPECT_EQ(ack->records, 3u);
+
+  // Several ring-fulls each way, with sizes that do not divide the frame or the ring.
+  const std::uint64_t bytes = 3 * 1024 * 1024 + 12345;
+  auto up = fe.bulk_up(bytes, 42, true);
+  ASSERT_TRUE(up.ok()) << up.error().what;
+  EXPECT_TRUE(up->match());
+  EXPECT_NE(up->local_checksum, 0u);
+  auto down = fe.bulk_down(bytes, 43, true);
+  ASSERT_TRUE(down.ok()) << down.error().what;
+  EXPECT_TRUE(down->match());
+  EXPECT_NE(down->local_checksum, up->local_checksum);  // different seeds, different streams
+
+  auto m = fe.msgs(20000, 64);
+  ASSERT_TRUE(m.ok()) << m.error().what;
+  EXPECT_TRUE(m->match);
+
+  for (std::uint64_t i = 0; i < 10; ++i) {
+    auto rtt = fe.ping(i);
+    ASSERT_TRUE(rtt.ok()) << rtt.error().what;
+    EXPECT_GT(*rtt, 0u);
+  }
+  EXPECT_EQ(seen.size(), sizeof tlv);
+  EXPECT_TRUE(be_error_.empty()) << be_error_ << ": " << be_detail_;
+}
+
+TEST_F(ChannelPair, UnknownFrameTypeClosesBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 0u; });
+  FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 500);
+  ASSERT_TRUE(fe.send_raw(999, {}).ok());
+  backend_.join();
+  EXPECT_EQ(be_error_, "channel: unknown frame type");
+  EXPECT_EQ(be_detail_, "type 999");
+}
+
+TEST_F(ChannelPair, RejectedHintsCloseBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> {
+    return Error{EPROTO, "hints: unknown kind"};
+  });
+  FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 500);
+  const std::byte junk[] = {std::byte{0xff}, std::byte{0xff}, std::byte{0}, std::byte{0}};
+  auto ack = fe.publish_hints(junk);
+  EXPECT_FALSE(ack.ok());  // no answer: the backend closed
+  backend_.join();
+  EXPECT_EQ(be_error_, "hints: unknown kind");
+}
+
+TEST_F(ChannelPair, DataOutsideTransferClosesBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 0u; });
+  FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 500);
+  const std::byte d[16] = {};
+  ASSERT_TRUE(fe.send_raw(static_cast<std::uint16_t>(FrameType::Data), d).ok());
+  backend_.join();
+  EXPECT_EQ(be_error_, "channel: Data outside a transfer");
+}
+
+TEST_F(ChannelPair, ControlFloodClosesBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 1u; });
+  FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 500);
+  std::byte b[kPingSize] = {};
+  for (std::uint32_t i = 0; i < 3 * kMaxControlFramesPerSec && be_error_.empty(); ++i) {
+    if (!fe.send_raw(static_cast<std::uint16_t>(FrameType::Ping), b).ok()) break;
+  }
+  backend_.join();
+  EXPECT_EQ(be_error_, "channel: control-frame flood");
+}
+
+TEST_F(ChannelPair, ProducerIndexBeyondRingClosesBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 0u; });
+  auto* hdr = reinterpret_cast<ring::StreamRingHeader*>(up_.span().data());
+  ring::shm::store_release(hdr->prod, 16 * 4096 + 1);  // one byte more than the ring holds
+  (void)kick_be_.notify();
+  backend_.join();
+  EXPECT_EQ(be_error_, "stream ring: peer index out of range");
+}
+
+TEST_F(ChannelPair, OversizedFrameLengthClosesBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 0u; });
+  auto mem = up_.span();
+  auto* hdr = reinterpret_cast<ring::StreamRingHeader*>(mem.data());
+  std::byte* data = mem.data() + ring::kStreamPageSize;
+  le::store32(data, kFrame + 1);
+  le::store16(data + 4, static_cast<std::uint16_t>(FrameType::Hints));
+  le::store16(data + 6, 0);
+  ring::shm::store_release(hdr->prod, 8);
+  (void)kick_be_.notify();
+  backend_.join();
+  EXPECT_EQ(be_error_, "stream ring: frame length exceeds max_frame");
+}
+
+TEST(ChannelProtocol, StrictDecoders) {
+  std::byte b[kBulkBeginSize];
+  encode(BulkBegin{Direction::Down, false, 77, 5}, std::span<std::byte, kBulkBeginSize>(b));
+  auto ok = decode_bulk_begin(b);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->dir, Direction::Down);
+  EXPECT_FALSE(ok->verify);
+  EXPECT_EQ(ok->bytes, 77u);
+  b[0] = std::byte{2};
+  EXPECT_FALSE(decode_bulk_begin(b).ok());
+  b[0] = std::byte{0};
+  b[3] = std::byte{1};
+  EXPECT_FALSE(decode_bulk_begin(b).ok());
+  EXPECT_FALSE(decode_bulk_begin(std::span<const std::byte>(b, 23)).ok());
+  EXPECT_FALSE(decode_hello(std::span<const std::byte>(b, 9)).ok());
+  EXPECT_EQ(frame_name(5), "Data");
+  EXPECT_EQ(frame_name(1234), "unknown");
+}
+
+TEST(ChannelBulk, PatternRewindAndChecksum) {
+  PatternSource a(9), b(9);
+  auto x = a.next(1000);
+  std::vector<std::byte> first(x.begin(), x.end());
+  a.rewind(1000);
+  auto y = a.next(1000);
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), y.begin()));
+  auto z = b.next(1000);
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), z.begin()));
+  EXPECT_NE(expected_checksum(1, 4096), expected_checksum(2, 4096));
+  EXPECT_EQ(expected_checksum(1, 4096), expected_checksum(1, 4096));
+}
+
+}  // namespace
+}  // namespace gears::channel
