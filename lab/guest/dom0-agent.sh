@@ -1,0 +1,26 @@
+#!/bin/bash
+# dom0 agent: runs job files the host drops into $LAB/run/spool (host-side: lab/labctl).
+#   host writes  ID.sh  (atomically, by rename)        agent renames it to ID.run and runs it in the background
+#   agent writes ID.out (stdout+stderr, as it goes)   then ID.rc (exit code; written to .tmp then renamed)
+# Jobs run concurrently. The agent sleeps between polls (one pCPU is shared with the guests: never busy-poll)
+# and refreshes $LAB/run/dom0.heartbeat so the host can tell a dead dom0 from a slow command.
+LAB=$1
+SPOOL=$LAB/run/spool
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+n=0
+while :; do
+  for f in "$SPOOL"/*.sh; do
+    [ -e "$f" ] || continue
+    id=${f%.sh}
+    mv -f "$f" "$id.run" 2>/dev/null || continue
+    (
+      cd / || exit 1
+      bash "$id.run" </dev/null >"$id.out" 2>&1
+      echo $? >"$id.rc.tmp"
+      mv -f "$id.rc.tmp" "$id.rc"
+    ) &
+  done
+  n=$((n + 1))
+  if [ $((n % 10)) -eq 1 ]; then cut -d' ' -f1 /proc/uptime >"$LAB/run/dom0.heartbeat"; fi
+  sleep 0.2
+done
