@@ -211,6 +211,10 @@ class BackendSession {
   }
 
   void queue_control(FrameType t, std::span<const std::byte> payload) {
+    if (control_.size() >= kMaxQueuedControl) {
+      return violate({EPROTO, "channel: frontend does not read its replies"},
+                     std::to_string(kMaxQueuedControl) + " replies queued");
+    }
     control_.push_back({static_cast<std::uint16_t>(t), std::vector<std::byte>(payload.begin(), payload.end())});
   }
 
@@ -262,6 +266,8 @@ class BackendSession {
     if (!r) return r;
     return sent || *r;
   }
+
+  static constexpr std::size_t kMaxQueuedControl = 4096;
 
   struct Pending {
     std::uint16_t type;

@@ -42,12 +42,12 @@ BackendStep BackendMachine::on_frontend(std::optional<State> fe) {
   switch (*fe) {
     case XenbusStateInitialising:
     case XenbusStateInitWait:
-      // A frontend (re)starting after we closed: offer the device again.
-      if (state_ == XenbusStateClosed) {
-        state_ = XenbusStateInitWait;
-        return BackendStep::Reset;
-      }
-      return BackendStep::None;
+      // A frontend (re)starting: after we closed, or without us having seen its close (a quick
+      // Closed -> Initialising that one watch read coalesced). Either way: drop any rings, offer again.
+      if (state_ == XenbusStateInitWait && !rings_up_) return BackendStep::None;
+      state_ = XenbusStateInitWait;
+      rings_up_ = false;  // the driver tears them down as part of Reset
+      return BackendStep::Reset;
     case XenbusStateInitialised:
     case XenbusStateConnected:
       if (state_ == XenbusStateInitWait && !rings_up_) return BackendStep::Connect;

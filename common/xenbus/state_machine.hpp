@@ -12,7 +12,7 @@
 //                     fail: Closing (fault)    be Closing -> Disconnect hook -> Closing
 //   fe Closing     -> Disconnect -> Closing    be Closed  -> Disconnect hook (if needed) -> Closed
 //   fe Closed      -> Disconnect -> Closed     be InitWait again after Closed -> Initialising (reconnect)
-//   fe Initialising after Closed -> InitWait   be vanished -> Disconnect -> Closed
+//   fe Initialising (restart) -> Reset: rings dropped, InitWait   be vanished -> Disconnect -> Closed
 //   fe vanished    -> Disconnect -> Closed, Remove
 #pragma once
 
@@ -35,7 +35,7 @@ enum class BackendStep {
   None,        // nothing to do
   Connect,     // read the frontend's ring refs and event channel, map, bind; then connected() or fault()
   Disconnect,  // unmap and unbind; state() already says where to go (Closing or Closed)
-  Reset,       // frontend restarted after Closed: re-advertise, back to InitWait
+  Reset,       // frontend (re)started: drop rings if up, re-advertise, back to InitWait
   Remove,      // frontend vanished: disconnect (if needed) and remove the backend directory
 };
 

@@ -59,6 +59,19 @@ TEST(BackendMachine, FrontendClosedWithoutClosingStillDisconnects) {
   EXPECT_EQ(be.state(), XenbusStateClosed);
 }
 
+TEST(BackendMachine, FrontendRestartWithoutSeenCloseResets) {
+  BackendMachine be;
+  (void)be.start();
+  ASSERT_EQ(be.on_frontend(XenbusStateInitialised), BackendStep::Connect);
+  be.connected();
+  // The frontend closed and re-initialised between two of our reads: we only see Initialising.
+  EXPECT_EQ(be.on_frontend(XenbusStateInitialising), BackendStep::Reset);
+  EXPECT_EQ(be.state(), XenbusStateInitWait);
+  EXPECT_FALSE(be.rings_up());
+  EXPECT_EQ(be.on_frontend(XenbusStateInitialising), BackendStep::None);
+  EXPECT_EQ(be.on_frontend(XenbusStateInitialised), BackendStep::Connect);
+}
+
 TEST(BackendMachine, VanishedFrontendIsRemoved) {
   BackendMachine be;
   (void)be.start();

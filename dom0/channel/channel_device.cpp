@@ -1,0 +1,334 @@
+#include "dom0/channel/channel_device.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+
+#include <charconv>
+#include <vector>
+
+#include "common/channel/protocol.hpp"
+#include "common/ring/stream_ring.hpp"
+
+namespace gears::chan {
+namespace {
+
+constexpr std::size_t kMaxHintSets = 64;  // newest kept per device
+
+std::string be_dir(domid_t domu, unsigned devid) {
+  return "/local/domain/0/backend/gears/" + std::to_string(domu) + "/" + std::to_string(devid);
+}
+std::string fe_dir(domid_t domu, unsigned devid) {
+  return "/local/domain/" + std::to_string(domu) + "/device/gears/" + std::to_string(devid);
+}
+
+// Strict decimal read of a frontend-written key: digits only, bounded.
+Result<std::uint32_t> read_u32(xen::Store& s, const std::string& path, std::uint32_t max) {
+  auto v = s.read(path);
+  if (!v) return Error{EPROTO, "channel: frontend key missing"};
+  const std::string& t = *v;
+  std::uint32_t out = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), out);
+  if (t.empty() || t.size() > 10 || ec != std::errc{} || end != t.data() + t.size() || out > max)
+    return Error{EPROTO, "channel: frontend key malformed or out of range"};
+  return out;
+}
+
+}  // namespace
+
+ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode)
+    : daemon::Device(std::move(spec)), decode_(std::move(decode)) {}
+
+ChannelDevice::~ChannelDevice() = default;
+
+Status ChannelDevice::start(daemon::Reactor& loop) {
+  loop_ = &loop;
+  try {
+    store_.emplace();
+    gnt_.emplace();
+    const auto dom = static_cast<domid_t>(domid());
+    create_channel_nodes(*store_, dom, key().devid);
+    driver_.emplace(*store_, be_dir(dom, key().devid), static_cast<xenbus::BackendHooks&>(*this));
+  } catch (const std::exception& e) {
+    spdlog::error("dom={} dev={}: cannot start: {}", domid(), name(), e.what());
+    return Error{EIO, "channel: setup failed"};
+  }
+  auto w = loop.add_fd(store_->fd(), EPOLLIN, [this](std::uint32_t) { on_store(); });
+  if (!w) return w.error();
+  store_watch_ = *w;
+  if (auto s = driver_->start(); !s) return s;
+  spdlog::info("dom={} dev={}: backend ready at {} (InitWait)", domid(), name(), driver_->be_path());
+  return {};
+}
+
+void ChannelDevice::stop() {
+  if (loop_ && store_watch_) loop_->remove(store_watch_);
+  store_watch_ = 0;
+  disconnect();
+  if (store_ && driver_ && !driver_->removed()) {
+    (void)store_->write(driver_->be_path() + "/state", std::to_string(static_cast<int>(XenbusStateClosed)));
+  }
+  driver_.reset();
+  if (store_) remove_channel_nodes(*store_, static_cast<domid_t>(domid()), key().devid);
+}
+
+Status ChannelDevice::advertise(xen::StoreOps& t, const std::string& be_path) {
+  if (auto s = t.write(be_path + "/feature-gears-hints", "1"); !s) return s;
+  if (auto s = t.write(be_path + "/max-ring-page-order", std::to_string(channel::kMaxRingPageOrder)); !s) return s;
+  return t.write(be_path + "/max-frame", std::to_string(channel::kMaxFrame));
+}
+
+Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t fe_dom) {
+  // The frame limit needs at least 2^5 data pages per ring.
+  auto order = read_u32(s, fe_path + "/ring-page-order", channel::kMaxRingPageOrder);
+  if (!order) return order.error();
+  if (*order < 5) return Error{EPROTO, "channel: ring-page-order below 5"};
+  const std::size_t pages = 1 + (std::size_t{1} << *order);
+  std::vector<grant_ref_t> up_refs(pages), down_refs(pages);
+  for (std::size_t i = 0; i < pages; ++i) {
+    auto u = read_u32(s, fe_path + "/up-ring-ref" + std::to_string(i), UINT32_MAX);
+    auto d = read_u32(s, fe_path + "/down-ring-ref" + std::to_string(i), UINT32_MAX);
+    if (!u || !d) return Error{EPROTO, "channel: ring reference missing or malformed"};
+    up_refs[i] = *u;
+    down_refs[i] = *d;
+  }
+  auto port = read_u32(s, fe_path + "/event-channel", 1U << 17U);
+  if (!port) return port.error();
+
+  auto up = gnt_->map(fe_dom, up_refs, true);
+  if (!up) return Error{up.error().code, "channel: cannot map the up ring"};
+  auto down = gnt_->map(fe_dom, down_refs, true);
+  if (!down) return Error{down.error().code, "channel: cannot map the down ring"};
+  try {
+    evtchn_ = xen::EventChannel::bind_interdomain(fe_dom, *port);
+    up_ = std::move(up.value());
+    down_ = std::move(down.value());
+    session_ = std::make_unique<channel::BackendSession<xen::EventChannel>>(
+        up_.bytes(), down_.bytes(), *evtchn_, channel::kMaxFrame,
+        [this](std::span<const std::byte> tlv) -> Result<std::uint32_t> {
+          auto j = decode_(tlv);
+          if (!j) return j.error();
+          const auto n = static_cast<std::uint32_t>(j->is_array() ? j->size() : 1);
+          hints_.push_back({{"received_ns", channel::now_ns()}, {"hints", std::move(*j)}});
+          if (hints_.size() > kMaxHintSets) hints_.erase(hints_.begin());
+          return n;
+        });
+  } catch (const std::exception& e) {
+    spdlog::warn("dom={} dev={}: connect refused: {}", domid(), name(), e.what());
+    session_.reset();
+    evtchn_.reset();
+    up_.reset();
+    down_.reset();
+    return Error{EPROTO, "channel: ring header or event channel invalid"};
+  }
+  auto w = loop_->add_fd(evtchn_->fd(), EPOLLIN, [this](std::uint32_t) { on_event(); });
+  if (!w) {
+    disconnect();
+    return w.error();
+  }
+  evtchn_watch_ = *w;
+  ++connects_;
+  spdlog::info("dom={} dev={}: connected ({} data pages per ring, port {})", domid(), name(), pages - 1, *port);
+  pump();  // frames may already be waiting
+  return {};
+}
+
+void ChannelDevice::disconnect() {
+  if (loop_ && evtchn_watch_) loop_->remove(evtchn_watch_);
+  evtchn_watch_ = 0;
+  if (session_) {
+    const auto& st = session_->stats();
+    totals_.frames_in += st.frames_in;
+    totals_.frames_out += st.frames_out;
+    totals_.bytes_in += st.bytes_in;
+    totals_.bytes_out += st.bytes_out;
+    totals_.hint_sets += st.hint_sets;
+    totals_.msgs += st.msgs;
+    totals_.pings += st.pings;
+  }
+  session_.reset();
+  evtchn_.reset();
+  up_.reset();
+  down_.reset();
+}
+
+void ChannelDevice::on_store() {
+  for (;;) {
+    auto ev = store_->read_watch();
+    if (!ev) break;
+    if (!driver_) continue;
+    if (auto s = driver_->on_watch(*ev); !s) {
+      spdlog::warn("dom={} dev={}: xenbus: {} (state {})", domid(), name(), s.error().what,
+                   xenbus::state_name(driver_->state()));
+    }
+    if (driver_->removed()) {
+      spdlog::info("dom={} dev={}: frontend or backend directory gone; channel down", domid(), name());
+      break;
+    }
+  }
+}
+
+void ChannelDevice::on_event() {
+  ++events_;
+  if (!evtchn_) return;
+  auto c = evtchn_->consume();
+  if (!c) {
+    close(c.error(), "event channel");
+    return;
+  }
+  pump();
+}
+
+void ChannelDevice::pump() {
+  if (!session_) return;
+  auto r = session_->pump();
+  if (!r) {
+    close(r.error(), session_->detail());
+    return;
+  }
+  if (*r == channel::PumpResult::Again && !pump_posted_) {
+    pump_posted_ = true;
+    loop_->post([this] {
+      pump_posted_ = false;
+      pump();
+    });
+  }
+}
+
+void ChannelDevice::close(const Error& e, const std::string& detail) {
+  ++closes_for_violation_;
+  last_error_ = std::string(e.what) + (detail.empty() ? "" : " (" + detail + ")");
+  spdlog::error("dom={} dev={}: closed: {}", domid(), name(), last_error_);
+  if (driver_) driver_->fault(e.what);
+  disconnect();
+}
+
+nlohmann::json ChannelDevice::stats() const {
+  channel::BackendStats st = totals_;
+  if (session_) {
+    const auto& s = session_->stats();
+    st.frames_in += s.frames_in;
+    st.frames_out += s.frames_out;
+    st.bytes_in += s.bytes_in;
+    st.bytes_out += s.bytes_out;
+    st.hint_sets += s.hint_sets;
+    st.msgs += s.msgs;
+    st.pings += s.pings;
+  }
+  return {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
+          {"connected", session_ != nullptr},
+          {"ops", st.frames_in + st.frames_out},
+          {"bytes", st.bytes_in + st.bytes_out},
+          {"errors", closes_for_violation_},
+          {"bytes_in", st.bytes_in},
+          {"bytes_out", st.bytes_out},
+          {"hint_sets", st.hint_sets},
+          {"msgs", st.msgs},
+          {"pings", st.pings},
+          {"events", events_},
+          {"connects", connects_},
+          {"last_error", last_error_}};
+}
+
+void ChannelDevice::metrics(daemon::MetricSet& out) const {
+  const auto s = stats();
+  out.add("gears_channel_bytes_in_total", daemon::MetricType::counter, "Bulk bytes received from the domU.",
+          s["bytes_in"].get<double>());
+  out.add("gears_channel_bytes_out_total", daemon::MetricType::counter, "Bulk bytes sent to the domU.",
+          s["bytes_out"].get<double>());
+  out.add("gears_channel_hint_sets_total", daemon::MetricType::counter, "Hint sets received.",
+          s["hint_sets"].get<double>());
+  out.add("gears_channel_violations_total", daemon::MetricType::counter, "Channels closed for protocol violations.",
+          s["errors"].get<double>());
+  out.add("gears_channel_connected", daemon::MetricType::gauge, "1 while the ring pair is mapped.",
+          session_ ? 1.0 : 0.0);
+}
+
+nlohmann::json ChannelDevice::hints() const { return hints_; }
+
+void create_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
+  const std::string be = be_dir(domu, devid), fe = fe_dir(domu, devid);
+  if (s.exists(be) && s.exists(fe)) return;
+  auto st = s.transact([&](xen::Transaction& t) -> Status {
+    if (auto r = t.mkdir(fe); !r) return r;
+    if (auto r = t.set_perms(fe, xen::Perms{domu, xen::Access::None, {{0, xen::Access::Read}}}); !r) return r;
+    if (auto r = t.write(fe + "/backend", be); !r) return r;
+    if (auto r = t.write(fe + "/backend-id", "0"); !r) return r;
+    if (auto r = t.write(fe + "/state", std::to_string(static_cast<int>(XenbusStateInitialising))); !r) return r;
+    if (auto r = t.mkdir(be); !r) return r;
+    if (auto r = t.set_perms(be, xen::Perms{0, xen::Access::None, {{domu, xen::Access::Read}}}); !r) return r;
+    if (auto r = t.write(be + "/frontend", fe); !r) return r;
+    if (auto r = t.write(be + "/frontend-id", std::to_string(domu)); !r) return r;
+    if (auto r = t.write(be + "/online", "1"); !r) return r;
+    return t.write(be + "/state", std::to_string(static_cast<int>(XenbusStateInitialising)));
+  });
+  if (!st) throw XenError("channel: cannot create xenstore nodes for dom " + std::to_string(domu), st.error().code);
+}
+
+void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
+  (void)s.rm(be_dir(domu, devid));
+  (void)s.rm(fe_dir(domu, devid));
+}
+
+std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec) {
+  return std::make_unique<ChannelDevice>(spec, decode_hint_set);
+}
+
+void ChannelDiscovery::start(daemon::Reactor& main, Sink sink) {
+  main_ = &main;
+  sink_ = std::move(sink);
+  store_.emplace();
+  watch_ = store_->watch("/local/domain/0/backend/gears", "discovery");
+  auto w = main.add_fd(store_->fd(), EPOLLIN, [this](std::uint32_t) {
+    bool any = false;
+    while (store_->read_watch()) any = true;
+    if (any) scan();
+  });
+  if (!w) throw XenError("channel discovery: epoll", w.error().code);
+  fd_watch_ = *w;
+}
+
+void ChannelDiscovery::stop() {
+  if (main_ && fd_watch_) main_->remove(fd_watch_);
+  fd_watch_ = 0;
+  watch_ = xen::Watch{};
+  store_.reset();
+}
+
+void ChannelDiscovery::scan() {
+  std::set<std::pair<std::uint32_t, std::uint32_t>> now;
+  auto doms = store_->directory("/local/domain/0/backend/gears");
+  if (doms) {
+    for (const auto& d : *doms) {
+      auto devs = store_->directory("/local/domain/0/backend/gears/" + d);
+      if (!devs) continue;
+      for (const auto& v : *devs) {
+        std::uint32_t dom = 0, dev = 0;
+        auto [e1, c1] = std::from_chars(d.data(), d.data() + d.size(), dom);
+        auto [e2, c2] = std::from_chars(v.data(), v.data() + v.size(), dev);
+        if (c1 != std::errc{} || c2 != std::errc{} || e1 != d.data() + d.size() || e2 != v.data() + v.size())
+          continue;
+        // Only complete nodes count: the toolstack writes frontend-id last but one.
+        if (!store_->exists("/local/domain/0/backend/gears/" + d + "/" + v + "/frontend-id")) continue;
+        now.insert({dom, dev});
+      }
+    }
+  }
+  for (const auto& k : now) {
+    if (known_.count(k)) continue;
+    daemon::DeviceEvent ev;
+    ev.type = daemon::DeviceEvent::Type::appeared;
+    ev.spec.key = {"channel", k.first, k.second};
+    ev.spec.backend_path = be_dir(static_cast<domid_t>(k.first), k.second);
+    main_->post([this, ev = std::move(ev)]() mutable { sink_(std::move(ev)); });
+  }
+  for (const auto& k : known_) {
+    if (now.count(k)) continue;
+    daemon::DeviceEvent ev;
+    ev.type = daemon::DeviceEvent::Type::disappeared;
+    ev.spec.key = {"channel", k.first, k.second};
+    main_->post([this, ev = std::move(ev)]() mutable { sink_(std::move(ev)); });
+  }
+  known_ = std::move(now);
+}
+
+}  // namespace gears::chan

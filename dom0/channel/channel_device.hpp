@@ -1,0 +1,95 @@
+// The dom0 end of the semantic channel, hosted by gearsd: one Device per (domU, devid).
+// Owns its xenstore connection, the xenbus backend driver, the mapped ring pair and the event channel;
+// all of it lives on the device's worker thread. A protocol violation closes the channel (xenbus Closing,
+// rings unmapped) with one log line naming the domain, the device and the reason; other devices are
+// untouched.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "common/channel/session.hpp"
+#include "common/xen/evtchn.hpp"
+#include "common/xen/grant.hpp"
+#include "common/xen/store.hpp"
+#include "common/xenbus/driver.hpp"
+#include "dom0/gearsd/device.hpp"
+#include "dom0/gearsd/reactor.hpp"
+
+namespace gears::chan {
+
+// Decodes a TLV hint set into JSON records (the registry form), or a protocol error.
+using HintDecoder = std::function<Result<nlohmann::json>(std::span<const std::byte>)>;
+
+class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks {
+ public:
+  ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode);
+  ~ChannelDevice() override;
+
+  [[nodiscard]] Status start(daemon::Reactor& loop) override;
+  void stop() override;
+  [[nodiscard]] nlohmann::json stats() const override;
+  void metrics(daemon::MetricSet& out) const override;
+  [[nodiscard]] nlohmann::json hints() const override;
+
+ private:
+  Status advertise(xen::StoreOps& t, const std::string& be_path) override;
+  Status connect(xen::Store& s, const std::string& fe_path, domid_t fe_dom) override;
+  void disconnect() override;
+
+  void on_store();
+  void on_event();
+  void pump();
+  void close(const Error& e, const std::string& detail);
+
+  HintDecoder decode_;
+  daemon::Reactor* loop_ = nullptr;
+  std::optional<xen::Store> store_;
+  std::optional<xenbus::BackendDriver> driver_;
+  std::optional<xen::GrantTable> gnt_;
+  xen::GrantMapping up_, down_;
+  std::optional<xen::EventChannel> evtchn_;
+  std::unique_ptr<channel::BackendSession<xen::EventChannel>> session_;
+  daemon::WatchId store_watch_ = 0, evtchn_watch_ = 0;
+  bool pump_posted_ = false;
+
+  // What the frontend told us, newest last (bounded), and counters that survive reconnects.
+  nlohmann::json hints_ = nlohmann::json::array();
+  channel::BackendStats totals_{};
+  std::uint64_t connects_ = 0, closes_for_violation_ = 0, events_ = 0;
+  std::string last_error_;
+};
+
+// The hint decoder gearsd uses (common/hints TLV -> JSON records).
+[[nodiscard]] Result<nlohmann::json> decode_hint_set(std::span<const std::byte> tlv);
+
+// gearsd's factory for kind "channel".
+[[nodiscard]] std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec);
+
+// Creates the xenstore nodes of a channel device the way libxl creates vbd/vif nodes (frontend dir owned by the
+// domU and readable by dom0, backend dir owned by dom0 and readable by the domU). Idempotent. Throws XenError.
+void create_channel_nodes(xen::Store& s, domid_t domu, unsigned devid);
+void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid);
+
+// Watches /local/domain/0/backend/gears and reports devices appearing and disappearing.
+class ChannelDiscovery final : public daemon::DiscoverySource {
+ public:
+  [[nodiscard]] std::string_view name() const override { return "xenstore:backend/gears"; }
+  void start(daemon::Reactor& main, Sink sink) override;
+  void stop() override;
+
+ private:
+  void scan();
+  daemon::Reactor* main_ = nullptr;
+  Sink sink_;
+  std::optional<xen::Store> store_;
+  xen::Watch watch_;
+  daemon::WatchId fd_watch_ = 0;
+  std::set<std::pair<std::uint32_t, std::uint32_t>> known_;
+};
+
+}  // namespace gears::chan
