@@ -160,6 +160,7 @@ inline void check_header(const StreamGeometry& g) {
 
 inline void copy_in(std::byte* data, std::uint32_t size, std::uint32_t idx,
                     std::span<const std::byte> src) {
+  if (src.empty()) return;  // memcpy from a null span is UB even for 0 bytes
   const std::uint32_t off = idx & (size - 1);
   const std::size_t first = std::min<std::size_t>(src.size(), size - off);
   std::memcpy(data + off, src.data(), first);
@@ -168,6 +169,7 @@ inline void copy_in(std::byte* data, std::uint32_t size, std::uint32_t idx,
 
 inline void copy_out(std::span<std::byte> dst, const std::byte* data, std::uint32_t size,
                      std::uint32_t idx) {
+  if (dst.empty()) return;
   const std::uint32_t off = idx & (size - 1);
   const std::size_t first = std::min<std::size_t>(dst.size(), size - off);
   std::memcpy(dst.data(), data + off, first);
