@@ -62,7 +62,13 @@ Status BackendDriver::on_watch(const xen::WatchEvent& ev) {
     return {};
   }
   const auto fe = read_state(store_, fe_path_);
-  return step(fsm_.on_frontend(fe));
+  const State before = fsm_.state();
+  const BackendStep st = fsm_.on_frontend(fe);
+  // The machine follows a frontend Closing/Closed with None when our rings are already down (after a
+  // fault or an earlier Disconnect); the state it moved to must still be published, or the frontend and the
+  // toolstack (which waits for backend Closed on detach) never see it.
+  if (st == BackendStep::None && fsm_.state() != before) return publish(fsm_.state());
+  return step(st);
 }
 
 Status BackendDriver::step(BackendStep st) {
@@ -125,7 +131,14 @@ Status FrontendDriver::start() {
 
 Status FrontendDriver::on_watch(const xen::WatchEvent& ev) {
   if (ev.token != token_) return {};
-  return step(fsm_.on_backend(read_state(store_, be_path_)));
+  const State before = fsm_.state();
+  const FrontendStep st = fsm_.on_backend(read_state(store_, be_path_));
+  // After our own fault (Closing, rings down) the backend's Closing/Closed moves us to Closed with None:
+  // publish it so the backend can finish its close. (Not from Initialising: a backend still Closed from a
+  // previous session must see our Initialising to reset.)
+  if (st == FrontendStep::None && before == XenbusStateClosing && fsm_.state() == XenbusStateClosed)
+    return publish(fsm_.state());
+  return step(st);
 }
 
 Status FrontendDriver::step(FrontendStep st) {
