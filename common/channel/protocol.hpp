@@ -24,7 +24,7 @@
 //   Msg       up    small message (channel.msgs benchmark)
 //   MsgEnd    both  {u64 count, u64 checksum}
 // Any other type, a malformed payload, a Data frame outside a bulk transfer, or too many control frames
-// per second (flood) is a protocol violation: dom0 closes the channel and logs why.
+// per second or more than 4096 unread replies (flood) is a protocol violation: dom0 closes the channel and logs why.
 #pragma once
 
 #include <cstddef>
@@ -41,7 +41,7 @@ inline constexpr std::uint32_t kVersion = 1;
 inline constexpr unsigned kMaxRingPageOrder = 9;      // 512 data pages (2 MiB) per direction
 inline constexpr unsigned kDefaultRingPageOrder = 8;  // 1 MiB per direction
 inline constexpr std::uint32_t kMaxFrame = 64 * 1024;
-inline constexpr std::uint32_t kMaxControlFramesPerSec = 2000;  // Hints/Ping beyond this: flood
+inline constexpr std::uint32_t kMaxControlFramesPerSec = 2000;  // hint sets per second beyond this: flood
 
 enum class FrameType : std::uint16_t {
   Hello = 1,

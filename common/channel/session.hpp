@@ -121,8 +121,7 @@ class BackendSession {
         queue_control(FrameType::HintsAck, b);
         return;
       }
-      case FrameType::Ping: {
-        if (!charge_control()) return;
+      case FrameType::Ping: {  // bounded by kMaxQueuedControl: a peer must read its Pongs
         auto m = decode_ping(p);
         if (!m) return violate(m.error(), "bad Ping");
         ++stats_.pings;
@@ -195,7 +194,7 @@ class BackendSession {
     queue_control(FrameType::BulkEnd, b);
   }
 
-  // A frontend may send at most kMaxControlFramesPerSec control frames per second.
+  // A frontend may send at most kMaxControlFramesPerSec hint sets per second.
   bool charge_control() {
     const std::uint64_t now = now_ns();
     if (now - window_start_ > 1'000'000'000ULL) {

@@ -107,7 +107,7 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
         [this](std::span<const std::byte> tlv) -> Result<std::uint32_t> {
           auto j = decode_(tlv);
           if (!j) return j.error();
-          const auto n = static_cast<std::uint32_t>(j->is_array() ? j->size() : 1);
+          const auto n = static_cast<std::uint32_t>(j->size());
           hints_.push_back({{"received_ns", channel::now_ns()}, {"hints", std::move(*j)}});
           if (hints_.size() > kMaxHintSets) hints_.erase(hints_.begin());
           return n;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "dom0/channel/channel_device.hpp"
 #include "dom0/gearsd/daemon.hpp"
 #include "dom0/gearsd/log.hpp"
 
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.add_option("--pidfile", opts.pidfile, "Write the pid here (held locked while running)");
+  bool no_discovery = false;
+  app.add_flag("--no-discovery", no_discovery, "Do not watch xenstore for devices (attach by hand only)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -44,6 +47,9 @@ int main(int argc, char** argv) {
   }
   try {
     Daemon d(opts);
+    // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
+    d.registry().register_factory("channel", gears::chan::make_channel_device);
+    if (!no_discovery) d.add_discovery(std::make_unique<gears::chan::ChannelDiscovery>());
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());

@@ -173,9 +173,8 @@ TEST_F(ChannelPair, DataOutsideTransferClosesBackend) {
 TEST_F(ChannelPair, ControlFloodClosesBackend) {
   start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 1u; });
   FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 500);
-  std::byte b[kPingSize] = {};
   for (std::uint32_t i = 0; i < 3 * kMaxControlFramesPerSec && be_error_.empty(); ++i) {
-    if (!fe.send_raw(static_cast<std::uint16_t>(FrameType::Ping), b).ok()) break;
+    if (!fe.send_raw(static_cast<std::uint16_t>(FrameType::Hints), {}).ok()) break;
   }
   backend_.join();
   EXPECT_EQ(be_error_, "channel: control-frame flood");
@@ -202,6 +201,18 @@ TEST_F(ChannelPair, OversizedFrameLengthClosesBackend) {
   (void)kick_be_.notify();
   backend_.join();
   EXPECT_EQ(be_error_, "stream ring: frame length exceeds max_frame");
+}
+
+TEST_F(ChannelPair, UnreadRepliesCloseBackend) {
+  start_backend([](std::span<const std::byte>) -> Result<std::uint32_t> { return 0u; });
+  FrontendSession<Kick, Wait> fe(up_.span(), down_.span(), kick_be_, fe_wait_, kFrame, 500);
+  std::byte b[kPingSize] = {};
+  // Pings whose Pongs are never read: the down ring fills, then the reply queue hits its bound.
+  for (std::uint32_t i = 0; i < 20000 && be_error_.empty(); ++i) {
+    if (!fe.send_raw(static_cast<std::uint16_t>(FrameType::Ping), b).ok()) break;
+  }
+  backend_.join();
+  EXPECT_EQ(be_error_, "channel: frontend does not read its replies");
 }
 
 TEST(ChannelProtocol, StrictDecoders) {
