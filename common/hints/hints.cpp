@@ -344,6 +344,22 @@ std::string hex64(std::uint64_t v) {
   return {buf, r.ptr};
 }
 
+// Text-form values are comma-separated and whitespace-trimmed: escape what would not survive.
+std::string pct_encode(std::string_view v) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : v) {
+    if (c == ',' || c == '%' || c == '=' || c == ' ' || c == '\t') {
+      out += '%';
+      out += kHex[(static_cast<unsigned char>(c) >> 4U) & 0xFU];
+      out += kHex[static_cast<unsigned char>(c) & 0xFU];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void json_string(std::string& out, std::string_view s) {
   out += '"';
   for (const char c : s) {
@@ -384,7 +400,7 @@ std::string to_string(const HintSet& h) {
   if (h.stream_key) add("stream", hex64(*h.stream_key));
   if (h.process_key) {
     if (const auto* pc = std::get_if<PidComm>(&*h.process_key))
-      add("pkey", std::to_string(pc->pid) + "/" + pc->comm);
+      add("pkey", std::to_string(pc->pid) + "/" + pct_encode(pc->comm));
     else
       add("pkey", hex64(std::get<std::uint64_t>(*h.process_key)));
   }
@@ -392,8 +408,8 @@ std::string to_string(const HintSet& h) {
   if (h.access) add("access", std::string(name(*h.access)));
   if (h.process) {
     add("pid", std::to_string(h.process->pid));
-    add("comm", h.process->comm);
-    if (!h.process->cgroup.empty()) add("cgroup", h.process->cgroup);
+    add("comm", pct_encode(h.process->comm));
+    if (!h.process->cgroup.empty()) add("cgroup", pct_encode(h.process->cgroup));
   }
   return s;
 }
@@ -466,6 +482,24 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
+}
+
+// Undo pct_encode: "%XX" (hex) -> byte. nullopt on a malformed escape.
+std::optional<std::string> pct_decode(std::string_view v) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '%') {
+      out += v[i];
+      continue;
+    }
+    unsigned b = 0;
+    if (v.size() - i < 3) return std::nullopt;
+    const auto r = std::from_chars(v.data() + i + 1, v.data() + i + 3, b, 16);
+    if (r.ec != std::errc{} || r.ptr != v.data() + i + 3) return std::nullopt;
+    out += static_cast<char>(b);
+    i += 2;
+  }
+  return out;
 }
 
 ParseError perr(std::string_view key, std::string why) { return {std::string(key), std::move(why)}; }
@@ -633,7 +667,9 @@ ParseResult parse_text(std::string_view text) {
         h.process_key = ProcessKey{*n};
       } else {
         const auto p = parse_u64(val.substr(0, slash));
-        const auto c = val.substr(slash + 1);
+        const auto cd = pct_decode(val.substr(slash + 1));
+        if (!cd) return perr(key, "bad %-escape in " + quoted(val));
+        const std::string_view c = *cd;
         if (!p || *p == 0 || *p > kMaxPid) return perr(key, "pid " + quoted(val.substr(0, slash)) + " out of range");
         if (!valid_comm(c)) return perr(key, "comm " + quoted(c) + " must be 1.." + std::to_string(kMaxComm) + " printable characters");
         h.process_key = ProcessKey{PidComm{static_cast<std::uint32_t>(*p), std::string(c)}};
@@ -644,12 +680,16 @@ ParseResult parse_text(std::string_view text) {
         return perr(key, quoted(val) + " is not a pid in 1.." + std::to_string(kMaxPid));
       pid = static_cast<std::uint32_t>(*n);
     } else if (key == "comm") {
-      if (!valid_comm(val)) return perr(key, quoted(val) + " must be 1.." + std::to_string(kMaxComm) + " printable characters");
-      comm = std::string(val);
+      const auto cd = pct_decode(val);
+      if (!cd) return perr(key, "bad %-escape in " + quoted(val));
+      if (!valid_comm(*cd)) return perr(key, quoted(val) + " must be 1.." + std::to_string(kMaxComm) + " printable characters");
+      comm = *cd;
     } else if (key == "cgroup") {
-      if (val.front() != '/' || val.size() > kMaxCgroupPath || !printable_ascii(val))
+      const auto cd = pct_decode(val);
+      if (!cd) return perr(key, "bad %-escape in " + quoted(val));
+      if (!valid_cgroup(*cd) || cd->empty())
         return perr(key, "must be an absolute path of printable characters, at most " + std::to_string(kMaxCgroupPath) + " bytes");
-      cgroup = std::string(val);
+      cgroup = *cd;
     } else if (key == "role") {
       static constexpr std::pair<std::string_view, StreamRole> kT[] = {
           {"voice", StreamRole::voice}, {"media", StreamRole::media}, {"alert", StreamRole::alert}};

@@ -156,6 +156,8 @@ struct HintSet {
 //   pid=<n> comm=<name> cgroup=</path>       (process identity; pid required with comm/cgroup)
 //   role=voice|media|alert    access=sequential|seq|random|rand
 // Whitespace around items, keys and values is ignored. Keys other than flow may appear once.
+// comm, cgroup and the comm of pkey accept %XX escapes; to_string() escapes ',', '%', '=', space
+// and tab there, so names like "Web Content" or "a,b" survive the round trip.
 struct ParseError {
   std::string key;  // the offending key ("" when the item has none)
   std::string why;

@@ -420,6 +420,21 @@ TEST(HintsText, ToStringRoundTripsThroughTheParser) {
   EXPECT_EQ(to_string(d), "scope=device,dev=vsnd/0,pkey=0x1");
 }
 
+TEST(HintsText, SeparatorsInNamesAreEscaped) {
+  // Found by the fuzzer: a cgroup path with a comma broke to_string -> parse_text.
+  HintSet h;
+  h.scope.kind = ScopeKind::process;
+  h.process = ProcessIdentity{5, "Web Content", "/a,b=c/100%"};
+  h.process_key = PidComm{5, " x,"};
+  const auto s = to_string(h);
+  EXPECT_EQ(s, "scope=process,pkey=5/%20x%2C,pid=5,comm=Web%20Content,cgroup=/a%2Cb%3Dc/100%25");
+  auto r = parse_text(s);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r.value(), h);
+  EXPECT_EQ(parse_text("pid=1,comm=a%2").error().message(), "comm: bad %-escape in 'a%2'");
+  EXPECT_EQ(parse_text("pid=1,comm=a%zz").error().key, "comm");
+}
+
 TEST(HintsText, TextEncodesAndDecodesToTheSameSet) {
   auto r = parse_text("class=silver,weight=20,rate=1Mi,flow=0xabc,access=random");
   ASSERT_TRUE(r.ok());
