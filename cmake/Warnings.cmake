@@ -1,7 +1,7 @@
 # Strict warnings for project code, applied per target with gears_strict(<target>).
 set(GEARS_WARNINGS
   -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow -Wold-style-cast
-  -Wcast-align -Wnon-virtual-dtor -Woverloaded-virtual -Wnull-dereference
+  -Wcast-align -Wnon-virtual-dtor -Woverloaded-virtual
   -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough -Wmissing-declarations
   -Wduplicated-cond -Wlogical-op -Wuseless-cast)
 
