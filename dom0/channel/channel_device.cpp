@@ -33,6 +33,16 @@ Result<std::uint32_t> read_u32(xen::Store& s, const std::string& path, std::uint
   return out;
 }
 
+void accumulate(channel::BackendStats& into, const channel::BackendStats& from) {
+  into.frames_in += from.frames_in;
+  into.frames_out += from.frames_out;
+  into.bytes_in += from.bytes_in;
+  into.bytes_out += from.bytes_out;
+  into.hint_sets += from.hint_sets;
+  into.msgs += from.msgs;
+  into.pings += from.pings;
+}
+
 }  // namespace
 
 ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode)
@@ -135,16 +145,7 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
 void ChannelDevice::disconnect() {
   if (loop_ && evtchn_watch_) loop_->remove(evtchn_watch_);
   evtchn_watch_ = 0;
-  if (session_) {
-    const auto& st = session_->stats();
-    totals_.frames_in += st.frames_in;
-    totals_.frames_out += st.frames_out;
-    totals_.bytes_in += st.bytes_in;
-    totals_.bytes_out += st.bytes_out;
-    totals_.hint_sets += st.hint_sets;
-    totals_.msgs += st.msgs;
-    totals_.pings += st.pings;
-  }
+  if (session_) accumulate(totals_, session_->stats());
   session_.reset();
   evtchn_.reset();
   up_.reset();
@@ -204,16 +205,7 @@ void ChannelDevice::close(const Error& e, const std::string& detail) {
 
 nlohmann::json ChannelDevice::stats() const {
   channel::BackendStats st = totals_;
-  if (session_) {
-    const auto& s = session_->stats();
-    st.frames_in += s.frames_in;
-    st.frames_out += s.frames_out;
-    st.bytes_in += s.bytes_in;
-    st.bytes_out += s.bytes_out;
-    st.hint_sets += s.hint_sets;
-    st.msgs += s.msgs;
-    st.pings += s.pings;
-  }
+  if (session_) accumulate(st, session_->stats());
   return {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
           {"connected", session_ != nullptr},
           {"ops", st.frames_in + st.frames_out},
