@@ -36,7 +36,7 @@ unit-test: asan
 	cd $(ASAN) && ctest -L unit --output-on-failure -j $(JOBS)
 
 lab-test: build
-	cd $(REL) && ctest -L lab --output-on-failure
+	cd $(REL) && ctest -L 'lab|labtool' --output-on-failure
 
 test: deps
 	$(MAKE) asan build

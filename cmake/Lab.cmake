@@ -7,9 +7,15 @@
 #   GEARS_LABCTL  path of lab/labctl      GEARS_REPO  source tree      GEARS_BIN  ${CMAKE_BINARY_DIR}/bin
 # Commands run on the host; use `$GEARS_LABCTL exec dom0|<guest> -- CMD` to act inside the lab.
 # Default guests: pv1 (PV) and pvh1 (PVH).
+# One lab (one QEMU) per lab directory; default build/lab. Give a build tree its own lab with
+# -DGEARS_LAB_DIR=<dir> so its ctest fixture never tears down a lab that another build tree is using.
+set(GEARS_LAB_DIR "" CACHE PATH "lab directory for this build's lab tests (empty: <repo>/build/lab)")
 set(GEARS_LABCTL ${PROJECT_SOURCE_DIR}/lab/labctl)
 set(GEARS_LAB_ENV
     "GEARS_BIN=${CMAKE_BINARY_DIR}/bin" "GEARS_LABCTL=${GEARS_LABCTL}" "GEARS_REPO=${PROJECT_SOURCE_DIR}")
+if(GEARS_LAB_DIR)
+  list(APPEND GEARS_LAB_ENV "GEARS_LAB_DIR=${GEARS_LAB_DIR}")
+endif()
 
 function(gears_lab_test)
   cmake_parse_arguments(T "" "NAME;TIMEOUT" "COMMAND;LABELS" ${ARGN})

@@ -185,9 +185,11 @@ Report exchange(libxenvchan* v, std::uint64_t bytes, std::uint64_t tx_seed, std:
         if (rx_len == want) {
           rx_gen.fill(expect.data(), want);
           rx_sum.update(rx_buf.data(), want);
-          for (std::size_t off = 0; off < want; off += 8) {
-            const std::size_t k = std::min<std::size_t>(8, want - off);
-            if (std::memcmp(rx_buf.data() + off, expect.data() + off, k) != 0) ++r.rx_bad_words;
+          if (std::memcmp(rx_buf.data(), expect.data(), want) != 0) {  // rare: then count the bad words
+            for (std::size_t off = 0; off < want; off += 8) {
+              const std::size_t k = std::min<std::size_t>(8, want - off);
+              if (std::memcmp(rx_buf.data() + off, expect.data() + off, k) != 0) ++r.rx_bad_words;
+            }
           }
           rx_len = 0;
           if (rx_pos == bytes) r.rx_s = seconds_since(t0);
@@ -244,7 +246,7 @@ int main(int argc, char** argv) {
   int peer = -1;
   std::string path;
   std::string bytes_s = "64M";
-  std::string ring_s = "64K";
+  std::string ring_s = "256K";
   std::uint64_t seed = 0x6765617273ULL;
   double wait = 60;
   double idle = 60;
