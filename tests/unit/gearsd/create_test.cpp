@@ -79,7 +79,7 @@ TEST(Create, DryRunPrintsThePlanAndTouchesNothing) {
   const json plan = json::parse(out.str());
   EXPECT_EQ(plan["name"], "gears-pv");
   EXPECT_EQ(plan["attach"]["devices"][0]["kind"], "channel");
-  EXPECT_EQ(plan["hints"]["parsed"]["class"], "gold");
+  EXPECT_EQ(plan["hints"]["parsed"]["qos"]["class"], "gold");
   EXPECT_EQ(plan["steps"][0], xl + " create -p " + kConfigs + "/gears-pv.cfg");
   EXPECT_FALSE(std::filesystem::exists(d.file("xl.log")));
 }

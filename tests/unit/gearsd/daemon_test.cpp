@@ -148,7 +148,7 @@ TEST(Daemon, AttachListStatsHintsDetach) {
   r = f.ask({{"verb", "hints"}, {"dom", 5}});
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_EQ(r["static"]["text"], "class=gold,rate=10M");
-  EXPECT_EQ(r["static"]["parsed"]["rate"], 10000000);
+  EXPECT_EQ(r["static"]["parsed"]["rate_bps"], 10000000);
   EXPECT_EQ(r["devices"]["probe/1"]["source"], "probe");
 
   r = f.ask({{"verb", "detach"}, {"dom", 5}, {"kind", "probe"}, {"devid", 1}});
@@ -205,7 +205,7 @@ TEST(Daemon, RejectsBadArguments) {
       {{{"verb", "attach"}, {"dom", 5}, {"kind", "probe"}, {"params", 3}}, "\"params\" must be an object"},
       {{{"verb", "attach"}, {"dom", 5}, {"devices", "probe"}}, "\"devices\" must be an array"},
       {{{"verb", "attach"}, {"dom", 5}, {"devices", {{{"kind", "probe"}}, {{"kind", "probe"}}}}}, "listed twice"},
-      {{{"verb", "attach"}, {"dom", 5}, {"kind", "probe"}, {"hints", "class=tin"}}, "hints: class 'tin'"},
+      {{{"verb", "attach"}, {"dom", 5}, {"kind", "probe"}, {"hints", "class=tin"}}, "hints: class: 'tin'"},
       {{{"verb", "hints"}}, "missing \"dom\""},
       {{{"verb", "hints"}, {"dom", 9}}, "no Gears devices or hints"},
       {{{"verb", "detach"}, {"dom", 9}, {"kind", "probe"}}, "not attached"},

@@ -48,7 +48,7 @@ TEST(XlConfig, PvExamplePlan) {
   ASSERT_EQ(p.devices.size(), 1U);
   EXPECT_EQ(p.devices[0].kind, "channel");
   EXPECT_EQ(p.hints, "class=gold,rate=10M,latency=500us");
-  EXPECT_EQ(p.hints_parsed["latency_ns"], 500000);
+  EXPECT_EQ(p.hints_parsed["latency_us"], 500);
   const auto req = p.attach_request(12);
   EXPECT_EQ(req["dom"], 12);
   EXPECT_EQ(req["hints"], p.hints);
@@ -107,7 +107,7 @@ TEST(XlConfig, SemanticErrors) {
       {"type = \"pv\"\ngears_channel = 1\n", 0, "name", "needs a string `name`"},
       {kBase + "gears_disk = \"vdev=xvdb\"\n", 4, "gears_disk", "list of strings"},
       {kBase + "gears_disk = [ \"vdev=xvdb\" ]\n", 4, "gears_disk", "missing 'target='"},
-      {kBase + "gears_disk = [ \"vdev=xvdb,target=/a.img,class=tin\" ]\n", 4, "gears_disk", "class 'tin'"},
+      {kBase + "gears_disk = [ \"vdev=xvdb,target=/a.img,class=tin\" ]\n", 4, "gears_disk", "class: 'tin'"},
       {kBase + "gears_disk = [ \"vdev=xvdb,target=/a,target=/b\" ]\n", 4, "gears_disk", "given twice"},
       {kBase + "gears_vif = [ \"bridge\" ]\n", 4, "gears_vif", "not key=value"},
       {kBase + "gears = 1\ngears_zzzzzzzz = 1\n", 5, "gears_zzzzzzzz", "unknown Gears key; known"},
