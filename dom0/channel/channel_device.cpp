@@ -43,6 +43,15 @@ void accumulate(channel::BackendStats& into, const channel::BackendStats& from) 
   into.pings += from.pings;
 }
 
+// Records in a TLV hint set that the decoder accepted ((u16 kind | u16 len | value)*, little-endian). The
+// HintsAck reports this count, not the size of the decoder's JSON (which adds "text" and groups flow keys).
+std::uint32_t count_records(std::span<const std::byte> tlv) {
+  std::uint32_t n = 0;
+  for (std::size_t off = 0; off + 4 <= tlv.size(); ++n)
+    off += 4 + (std::to_integer<std::size_t>(tlv[off + 2]) | (std::to_integer<std::size_t>(tlv[off + 3]) << 8U));
+  return n;
+}
+
 }  // namespace
 
 ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode)
@@ -105,9 +114,13 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
   if (!port) return port.error();
 
   auto up = gnt_->map(fe_dom, up_refs, true);
-  if (!up) return Error{up.error().code, "channel: cannot map the up ring"};
-  auto down = gnt_->map(fe_dom, down_refs, true);
-  if (!down) return Error{down.error().code, "channel: cannot map the down ring"};
+  auto down = up ? gnt_->map(fe_dom, down_refs, true) : Result<xen::GrantMapping>(up.error());
+  if (!up || !down) {
+    const Error e = up ? down.error() : up.error();
+    spdlog::warn("dom={} dev={}: mapping {} {} pages (refs {}..) failed: {} (errno {})", domid(), name(),
+                 up ? "down" : "up", pages, up ? down_refs[0] : up_refs[0], e.what, e.code);
+    return Error{e.code, up ? "channel: cannot map the down ring" : "channel: cannot map the up ring"};
+  }
   try {
     evtchn_ = xen::EventChannel::bind_interdomain(fe_dom, *port);
     up_ = std::move(up.value());
@@ -117,7 +130,7 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
         [this](std::span<const std::byte> tlv) -> Result<std::uint32_t> {
           auto j = decode_(tlv);
           if (!j) return j.error();
-          const auto n = static_cast<std::uint32_t>(j->size());
+          const std::uint32_t n = count_records(tlv);
           hints_.push_back({{"received_ns", channel::now_ns()}, {"hints", std::move(*j)}});
           if (hints_.size() > kMaxHintSets) hints_.erase(hints_.begin());
           return n;
@@ -188,7 +201,10 @@ void ChannelDevice::pump() {
   }
   if (*r == channel::PumpResult::Again && !pump_posted_) {
     pump_posted_ = true;
-    loop_->post([this] {
+    // The device may be stopped and destroyed (detach) before this task runs: a detach posted while pump() ran
+    // sits ahead of it in the queue.
+    loop_->post([this, alive = std::weak_ptr<const char>(alive_)] {
+      if (alive.expired()) return;
       pump_posted_ = false;
       pump();
     });
