@@ -56,6 +56,7 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
   std::unique_ptr<channel::BackendSession<xen::EventChannel>> session_;
   daemon::WatchId store_watch_ = 0, evtchn_watch_ = 0;
   bool pump_posted_ = false;
+  std::shared_ptr<const char> alive_ = std::make_shared<const char>('\0');  // expires with the device
 
   // What the frontend told us, newest last (bounded), and counters that survive reconnects.
   nlohmann::json hints_ = nlohmann::json::array();
