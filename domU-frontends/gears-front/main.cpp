@@ -2,7 +2,7 @@
 //   gears-front hint "class=gold,rate=10M,latency=500us"   publish a hint set; prints dom0's ack
 //   gears-front bench bulk --dir up|down --bytes N [--no-verify]
 //   gears-front bench msgs --count N --size B | bench rtt --count N | bench memcpy --bytes N
-//   gears-front misbehave index|length|type|data|flood    (tests: speak nonsense, expect dom0 to close us)
+//   gears-front misbehave index|length|type|data|kind|flood  (tests: speak nonsense, expect dom0 to close us)
 // Every verb prints one JSON object on stdout; errors go to stderr with a non-zero exit code.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -64,8 +64,11 @@ int misbehave(Channel& ch, const std::string& mode) {
     const std::byte tlv[] = {std::byte{0xEE}, std::byte{0xEE}, std::byte{1}, std::byte{0}, std::byte{1}};
     put_frame(sizeof tlv, static_cast<std::uint16_t>(channel::FrameType::Hints), tlv);
   } else if (mode == "flood") {
+    // Valid hint sets, far faster than dom0 allows: the flood limit, not the decoder, must close us.
+    auto tlv = gears::front::encode_hint_text("class=bronze");
+    if (!tlv) return fail(tlv.error());
     for (std::uint32_t i = 0; i < 4 * channel::kMaxControlFramesPerSec; ++i) {
-      if (!ch.session().send_raw(static_cast<std::uint16_t>(channel::FrameType::Hints), {}).ok()) break;
+      if (!ch.session().send_raw(static_cast<std::uint16_t>(channel::FrameType::Hints), *tlv).ok()) break;
     }
   } else {
     return fail("unknown misbehaviour '" + mode + "' (index|length|type|data|kind|flood)");

@@ -56,11 +56,16 @@ t_hints() {
 t_hostile() {
   local bad good mode out
   bad=$(domid pvh1); good=$(domid pv1)
+  local -A why=([index]="peer index out of range" [length]="frame length exceeds max_frame"
+                [type]="unknown frame type" [data]="Data outside a transfer" [kind]="hints: unknown kind"
+                [flood]="control-frame flood")
   for mode in index length type data kind flood; do
     out=$(guest pvh1 "gears-front misbehave $mode")
     echo "pvh1 misbehave $mode: $out"
     grep -q '"closed_by_dom0":true' <<<"$out" || fail "dom0 did not close pvh1's channel for '$mode'"
-    dom0 "grep -c 'dom=$bad dev=channel/0: closed' $LOG" || fail "no log line for '$mode'"
+    last=$(dom0 "grep 'dom=$bad dev=channel/0: closed' $LOG | tail -n 1") || fail "no log line for '$mode'"
+    echo "dom0: $last"
+    grep -qF "${why[$mode]}" <<<"$last" || fail "'$mode' closed for another reason: $last"
     out=$(guest pv1 "gears-front bench rtt --count 20") || fail "pv1 broken after pvh1's '$mode': $out"
     grep -q '"match":true' <<<"$out" || fail "pv1 rtt after '$mode'"
   done
