@@ -133,6 +133,8 @@ void DeviceRegistry::detach_domain(std::uint32_t domid, Done done) {
 void DeviceRegistry::on_event(DeviceEvent event) {
   const DeviceKey key = event.spec.key;
   if (event.type == DeviceEvent::Type::appeared) {
+    // A device attached by request also shows up in discovery (its own xenstore nodes): nothing to do.
+    if (entries_.count(key)) return;
     attach(std::move(event.spec), [](const std::string&) {});  // outcome already logged by attach()
   } else {
     detach(key, [key](const std::string& err) {
