@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -99,22 +100,45 @@ class FrontendSession {
     if (auto s = send_bulk_begin(Direction::Down, bytes, seed, verify); !s) return s.error();
     Checksum sum;
     std::uint64_t got = 0;
-    while (got < bytes) {
-      auto h = next_frame();
-      if (!h) return h.error();
-      if (h->type != static_cast<std::uint16_t>(FrameType::Data))
-        return Error{EPROTO, "channel: expected Data from dom0"};
-      if (got + h->len > bytes) return Error{EPROTO, "channel: dom0 sent more than asked"};
-      if (verify) sum.update(std::span<const std::byte>(scratch_.data(), h->len));
-      got += h->len;
+    std::optional<Result<BulkEnd>> theirs;
+    std::optional<Error> bad;
+    if (auto s = out_.flush(); !s) return s.error();
+    // Data is checksummed where it lies in the ring (dom0 is the only writer; nothing is parsed from it).
+    while (!theirs && !bad) {
+      auto r = in_.visit_frames(
+          scratch_, 64, [](const ring::FrameHeader& h) { return h.type == static_cast<std::uint16_t>(FrameType::Data); },
+          [&](const ring::FrameHeader& h, std::span<const std::byte> a, std::span<const std::byte> b) {
+            if (bad || theirs) {
+              bad = Error{EPROTO, "channel: frame after BulkEnd"};
+            } else if (h.type == static_cast<std::uint16_t>(FrameType::BulkEnd)) {
+              theirs = decode_bulk_end(a);
+            } else if (h.type != static_cast<std::uint16_t>(FrameType::Data)) {
+              bad = Error{EPROTO, "channel: expected Data from dom0"};
+            } else if (got + h.len > bytes) {
+              bad = Error{EPROTO, "channel: dom0 sent more than asked"};
+            } else {
+              if (verify) {
+                sum.update(a);
+                if (!b.empty()) sum.update(b);
+              }
+              got += h.len;
+            }
+          });
+      if (!r) return r.error();
+      if (*r > 0) continue;
+      auto w = in_.prepare_wait();
+      if (!w) return w.error();
+      if (!*w) continue;
+      auto k = waiter_.wait(timeout_ms_);
+      if (!k) return k.error();
+      if (!*k) return Error{ETIMEDOUT, "channel: no answer from dom0"};
     }
-    auto f = expect(FrameType::BulkEnd);
-    if (!f) return f.error();
-    auto theirs = decode_bulk_end(*f);
-    if (!theirs) return theirs.error();
+    if (bad) return *bad;
+    if (!*theirs) return theirs->error();
+    if (got != bytes) return Error{EPROTO, "channel: BulkEnd before all data"};
     res.seconds = static_cast<double>(now_ns() - t0) / 1e9;
     res.local_checksum = verify ? sum.digest() : 0;
-    res.remote_checksum = theirs->checksum;
+    res.remote_checksum = (*theirs)->checksum;
     res.expected_checksum = verify ? expected_checksum(seed, bytes) : 0;
     return res;
   }

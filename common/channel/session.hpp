@@ -60,9 +60,18 @@ class BackendSession {
   [[nodiscard]] Result<PumpResult> pump() {
     for (int pass = 0; pass < 64; ++pass) {
       bool progress = false;
-      auto r = in_.read_frames(scratch_, 256, [this](const ring::FrameHeader& h, std::span<const std::byte> p) {
-        if (!violation_) handle(h, p);
-      });
+      // Bulk Data is checksummed where it lies; everything else is copied out before it is parsed.
+      auto r = in_.visit_frames(
+          scratch_, 256,
+          [](const ring::FrameHeader& h) { return h.type == static_cast<std::uint16_t>(FrameType::Data); },
+          [this](const ring::FrameHeader& h, std::span<const std::byte> a, std::span<const std::byte> b) {
+            if (violation_) return;
+            if (h.type == static_cast<std::uint16_t>(FrameType::Data)) {
+              ++stats_.frames_in;
+              return handle_data(a, b);
+            }
+            handle(h, a);
+          });
       if (!r) return fail(r.error(), "reading the up ring");
       if (violation_) return *violation_;
       progress |= *r > 0;
@@ -165,15 +174,8 @@ class BackendSession {
         }
         return;
       }
-      case FrameType::Data: {
-        if (!up_left_) return violate({EPROTO, "channel: Data outside a transfer"}, "bulk");
-        if (p.size() > *up_left_) return violate({EPROTO, "channel: Data beyond the announced size"}, "bulk");
-        if (up_verify_) up_sum_.update(p);
-        *up_left_ -= p.size();
-        stats_.bytes_in += p.size();
-        if (*up_left_ == 0) finish_up();
-        return;
-      }
+      case FrameType::Data:
+        return handle_data(p, {});
       case FrameType::BulkEnd: {
         auto m = decode_bulk_end(p);
         if (!m) return violate(m.error(), "bad BulkEnd");
@@ -184,6 +186,20 @@ class BackendSession {
         return violate({EPROTO, "channel: frame type not valid from the frontend"}, std::string(frame_name(h.type)));
     }
     violate({EPROTO, "channel: unknown frame type"}, "type " + std::to_string(h.type));
+  }
+
+  // Payload bytes may still be in shared memory: only counted and hashed, never parsed.
+  void handle_data(std::span<const std::byte> a, std::span<const std::byte> b) {
+    const std::size_t len = a.size() + b.size();
+    if (!up_left_) return violate({EPROTO, "channel: Data outside a transfer"}, "bulk");
+    if (len > *up_left_) return violate({EPROTO, "channel: Data beyond the announced size"}, "bulk");
+    if (up_verify_) {
+      up_sum_.update(a);
+      if (!b.empty()) up_sum_.update(b);
+    }
+    *up_left_ -= len;
+    stats_.bytes_in += len;
+    if (*up_left_ == 0) finish_up();
   }
 
   void finish_up() {

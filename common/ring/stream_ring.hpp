@@ -425,6 +425,53 @@ class StreamConsumer : NonCopyable {
     return n;
   }
 
+  // Like read_frames, but a frame for which in_place(header) is true is NOT copied: fn(header, a, b)
+  // sees its payload where it lies in shared memory, as a then b (b is empty unless the payload wraps).
+  // The peer can rewrite those bytes at any time, so in_place is only for opaque data that nothing
+  // parses or trusts (e.g. bulk bytes to checksum); headers are always copied and validated first.
+  // Copied frames arrive as (header, scratch payload, empty).
+  template <class P, class F>
+  [[nodiscard]] Result<std::size_t> visit_frames(std::span<std::byte> scratch, std::size_t max_frames, P&& in_place,
+                                                 F&& fn) {
+    std::size_t n = 0;
+    Status err;
+    while (n < max_frames) {
+      std::uint32_t avail = seen_prod_ - cons_;
+      if (avail < kFrameHeaderSize) {
+        auto av = available();
+        if (!av) { err = av.error(); break; }
+        avail = *av;
+        if (avail < kFrameHeaderSize) break;
+      }
+      std::byte h[kFrameHeaderSize];
+      detail::copy_out(h, g_.data, g_.size, cons_);
+      const FrameHeader fh{le::load32(h), le::load16(h + 4), le::load16(h + 6)};
+      if (fh.len > g_.max_frame) { err = detail::kBadFrameLen; break; }
+      const std::uint32_t need = static_cast<std::uint32_t>(kFrameHeaderSize) + fh.len;
+      if (avail < need) {
+        auto av = available();
+        if (!av) { err = av.error(); break; }
+        if (*av < need) break;  // torn: rest not yet published
+      }
+      const std::uint32_t at = cons_ + static_cast<std::uint32_t>(kFrameHeaderSize);
+      if (in_place(fh)) {
+        const std::uint32_t off = at & (g_.size - 1);
+        const std::size_t first = std::min<std::size_t>(fh.len, g_.size - off);
+        fn(fh, std::span<const std::byte>(g_.data + off, first),
+           std::span<const std::byte>(g_.data, fh.len - first));
+      } else {
+        if (scratch.size() < fh.len) { err = Error{EMSGSIZE, "stream ring: payload buffer too small"}; break; }
+        detail::copy_out(scratch.first(fh.len), g_.data, g_.size, at);
+        fn(fh, std::span<const std::byte>(scratch.first(fh.len)), std::span<const std::byte>{});
+      }
+      cons_ += need;
+      ++n;
+    }
+    if (auto st = release(); !st) return st.error();
+    if (!err) return err.error();
+    return n;
+  }
+
   // Publish consumption (C2), then kick the writer if it said it is waiting (W).
   [[nodiscard]] Status release() {
     if (cons_ == published_) return {};
