@@ -25,18 +25,18 @@ Result<bool> EvtchnWaiter::wait(int timeout_ms) {
 
 Channel::Channel(Options opts) : opts_(opts) {
   if (opts_.ring_page_order < 5 || opts_.ring_page_order > channel::kMaxRingPageOrder)
-    throw XenError("gears-front: ring page order must be in [5, " + std::to_string(channel::kMaxRingPageOrder) + "]",
+    throw XenError("ring page order must be in [5, " + std::to_string(channel::kMaxRingPageOrder) + "]",
                    EINVAL);
   const std::string fe = "device/gears/" + std::to_string(opts_.devid);
   if (!store_.exists(fe + "/backend"))
-    throw XenError("gears-front: no Gears channel device at " + fe + " (is gearsd running in dom0, and was the "
+    throw XenError("no Gears channel device at " + fe + " (is gearsd running in dom0, and was the "
                    "domain created with gears_channel = 1 or attached with `gearsctl attach`?)", ENODEV);
   driver_.emplace(store_, fe, static_cast<xenbus::FrontendHooks&>(*this));
-  if (auto s = driver_->start(); !s) throw XenError(std::string("gears-front: xenbus start: ") + std::string(s.error().what), s.error().code);
+  if (auto s = driver_->start(); !s) throw XenError(std::string("xenbus start: ") + std::string(s.error().what), s.error().code);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.timeout_ms);
   while (!driver_->connected()) {
     if (std::chrono::steady_clock::now() > deadline)
-      throw XenError("gears-front: backend did not connect (state " +
+      throw XenError("backend did not connect (state " +
                      std::string(xenbus::state_name(driver_->state())) + ")", ETIMEDOUT);
     pump_store(200);
   }
@@ -53,7 +53,7 @@ void Channel::pump_store(int timeout_ms) {
     auto ev = store_.read_watch();
     if (!ev) break;
     if (auto s = driver_->on_watch(*ev); !s)
-      throw XenError(std::string("gears-front: xenbus: ") + std::string(s.error().what), s.error().code);
+      throw XenError(std::string("xenbus: ") + std::string(s.error().what), s.error().code);
   }
 }
 
@@ -75,6 +75,9 @@ Status Channel::setup(xen::Store& s, xen::StoreOps& t, const std::string& fe_pat
     evtchn_ = xen::EventChannel::alloc_unbound(be_dom);
   } catch (const XenError& e) {
     disconnect();
+    if (e.code() == ENOSPC)
+      return Error{ENOSPC, "cannot grant the rings: gntalloc is out of pages (its `limit` module parameter, 1024 "
+                           "pages by default, covers every user in this domain; use a smaller --ring-order)"};
     return Error{e.code(), "cannot grant the rings or allocate the event channel"};
   }
   if (auto r = t.write(fe_path + "/ring-page-order", std::to_string(opts_.ring_page_order)); !r) return r;
