@@ -23,7 +23,13 @@ mountpoint -q /sys || mount -t sysfs sys /sys
 mountpoint -q /dev || mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
-for d in /run /tmp /var/lib/xen /var/log /dev/shm; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+# Fresh tmpfs for state directories, except one that holds the repository or the lab directory (a clone under
+# /tmp, say): that one stays the overlay's own (already writable) view, or we would hide the project from itself.
+for d in /run /tmp /var/lib/xen /var/log /dev/shm; do
+  mkdir -p "$d"
+  case "$REPO/ $LAB/" in "$d"/*|*" $d"/*) echo "lab: keeping $d from the host view (it holds $REPO or $LAB)"; continue ;; esac
+  mount -t tmpfs tmpfs "$d"
+done
 mkdir -p /run/xen /run/xenstored /run/lock /var/lib/xen /var/log/xen "$LAB/logs/console" "$LAB/run/spool"
 hostname gears-dom0
 
