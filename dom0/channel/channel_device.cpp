@@ -286,19 +286,34 @@ void ChannelDiscovery::start(daemon::Reactor& main, Sink sink) {
   sink_ = std::move(sink);
   store_.emplace();
   watch_ = store_->watch("/local/domain/0/backend/gears", "discovery");
+  // libxl removes a dead domain's own nodes but not our backend directory: reap it when a domain dies.
+  release_watch_ = store_->watch("@releaseDomain", "release");
   auto w = main.add_fd(store_->fd(), EPOLLIN, [this](std::uint32_t) {
-    bool any = false;
-    while (store_->read_watch()) any = true;
+    bool any = false, released = false;
+    while (auto ev = store_->read_watch()) {
+      any = true;
+      released = released || ev->token == "release";
+    }
+    if (released) reap_dead_domains();
     if (any) scan();
   });
   if (!w) throw XenError("channel discovery: epoll", w.error().code);
   fd_watch_ = *w;
 }
 
+void ChannelDiscovery::reap_dead_domains() {
+  for (const auto& [dom, dev] : known_) {
+    if (store_->exists("/local/domain/" + std::to_string(dom))) continue;
+    spdlog::info("dom={} dev=channel/{}: domain is gone; removing its backend directory", dom, dev);
+    (void)store_->rm("/local/domain/0/backend/gears/" + std::to_string(dom));
+  }
+}
+
 void ChannelDiscovery::stop() {
   if (main_ && fd_watch_) main_->remove(fd_watch_);
   fd_watch_ = 0;
   watch_ = xen::Watch{};
+  release_watch_ = xen::Watch{};
   store_.reset();
 }
 

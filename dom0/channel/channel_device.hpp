@@ -85,10 +85,11 @@ class ChannelDiscovery final : public daemon::DiscoverySource {
 
  private:
   void scan();
+  void reap_dead_domains();
   daemon::Reactor* main_ = nullptr;
   Sink sink_;
   std::optional<xen::Store> store_;
-  xen::Watch watch_;
+  xen::Watch watch_, release_watch_;
   daemon::WatchId fd_watch_ = 0;
   std::set<std::pair<std::uint32_t, std::uint32_t>> known_;
 };

@@ -94,7 +94,11 @@ t_create() {
   echo "$out"
   dom0 "xl destroy gears-created" || true
   grep -q '"bronze"' <<<"$out" || fail "hints from the created guest not in dom0"
-  pass "gearsctl create brought up gears-created (dom $id) with its channel"
+  # The dead domain's channel is reaped (@releaseDomain): device detached, backend directory gone.
+  dom0 "for i in \$(seq 50); do gearsctl list --json | grep -q '\"dom\":$id,' || break; sleep 0.2; done
+        ! gearsctl list --json | grep -q '\"dom\":$id,' && ! xenstore-exists /local/domain/0/backend/gears/$id" \
+    || fail "dom $id's channel outlived its domain"
+  pass "gearsctl create brought up gears-created (dom $id) with its channel; reaped after xl destroy"
 }
 
 case "${1:-}" in
