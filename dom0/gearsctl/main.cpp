@@ -51,6 +51,39 @@ int cmd_hints(const std::string& socket, std::uint32_t dom, bool as_json) {
   return 0;
 }
 
+// proctrack's process table of one domain (docs/PROCTRACK.md).
+int cmd_ps(const std::string& socket, std::uint32_t dom, bool as_json) {
+  auto r = call(socket, {{"verb", "ps"}, {"dom", dom}}, as_json);
+  if (!r) return 1;
+  if (as_json) return 0;
+  const json& c = (*r)["counters"];
+  std::cout << fmt::format("dom {}: monitoring {}, {} processes; births {}, exits {}, execs {}; address spaces born {}, "
+                           "dead {}; {} CR3 events\n",
+                           dom, r->value("monitoring", false) ? "on" : "off", (*r)["processes"].size(),
+                           c.value("proc_births", 0), c.value("proc_exits", 0), c.value("proc_execs", 0),
+                           c.value("as_births", 0), c.value("as_deaths", 0), c.value("cr3_events", 0));
+  std::cout << fmt::format("{:>7} {:>7} {:<16} {:<14} {}\n", "PID", "TGID", "COMM", "AS", "VCPU");
+  for (const auto& p : (*r)["processes"]) {
+    std::string on;
+    for (const auto& v : p["on_vcpus"]) on += (on.empty() ? "" : ",") + std::to_string(v.get<int>());
+    std::cout << fmt::format("{:>7} {:>7} {:<16} {:<14} {}\n", p.value("pid", 0), p.value("tgid", 0),
+                             p.value("comm", ""), p.value("as", ""), on.empty() ? "-" : on);
+  }
+  return 0;
+}
+
+// proctrack's event log of one domain, from sequence number `since` on.
+int cmd_events(const std::string& socket, std::uint32_t dom, std::uint64_t since, std::uint32_t max, bool as_json) {
+  auto r = call(socket, {{"verb", "events"}, {"dom", dom}, {"since", since}, {"max", max}}, as_json);
+  if (!r) return 1;
+  if (as_json) return 0;
+  for (const auto& e : (*r)["events"])
+    std::cout << fmt::format("{:>8} {:>16} {:<8} pid={:<6} comm={:<16} as={}\n", e.value("seq", 0), e.value("t_ns", 0),
+                             e.value("type", ""), e.value("pid", -1), e.value("comm", ""), e.value("as", ""));
+  std::cout << fmt::format("next {} (dropped {})\n", r->value("next", 0), r->value("dropped", 0));
+  return 0;
+}
+
 volatile std::sig_atomic_t g_stop = 0;
 
 int cmd_top(const std::string& socket, bool batch, int iterations, double delay, bool as_json) {
@@ -129,6 +162,18 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "Benchmark the dom0<->domU paths (not implemented yet)");
   json_flag(bench);
 
+  auto* ps = app.add_subcommand("ps", "Processes proctrack sees in a domain (attach kind proctrack first)");
+  ps->add_option("dom", dom, "Domain id")->required()->check(CLI::Range(1, 32751));
+  json_flag(ps);
+
+  std::uint64_t since = 0;
+  std::uint32_t max_events = 1000;
+  auto* events = app.add_subcommand("events", "proctrack's process events for a domain");
+  events->add_option("dom", dom, "Domain id")->required()->check(CLI::Range(1, 32751));
+  events->add_option("--since", since, "Only events after this sequence number")->capture_default_str();
+  events->add_option("--max", max_events, "At most this many events")->capture_default_str()->check(CLI::Range(1, 10000));
+  json_flag(events);
+
   auto* version = app.add_subcommand("version", "Show gearsd's version");
   json_flag(version);
 
@@ -149,6 +194,8 @@ int main(int argc, char** argv) {
   try {
     if (*list) return cmd_list(socket, as_json);
     if (*hints) return cmd_hints(socket, dom, as_json);
+    if (*ps) return cmd_ps(socket, dom, as_json);
+    if (*events) return cmd_events(socket, dom, since, max_events, as_json);
     if (*top) return cmd_top(socket, batch, iterations, delay, as_json);
     if (*version) {
       auto r = call(socket, {{"verb", "version"}}, as_json);

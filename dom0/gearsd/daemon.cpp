@@ -175,7 +175,7 @@ void Daemon::begin_shutdown(const std::string& why) {
 void Daemon::handle(const json& req, Reply reply) {
   const std::string verb = req.value("verb", "");
   static const std::set<std::string> kVerbs = {"list", "hints", "stats", "attach", "detach", "version", "metrics"};
-  ++requests_[kVerbs.count(verb) ? verb : "unknown"];
+  ++requests_[kVerbs.count(verb) || extra_verbs_.count(verb) ? verb : "unknown"];
   spdlog::debug("control: {}", req.dump(-1, ' ', false, json::error_handler_t::replace));
   Reply counted = [this, reply = std::move(reply)](json resp) {
     if (resp.is_object() && resp.value("ok", false) == false) ++request_errors_;
@@ -194,6 +194,7 @@ void Daemon::handle(const json& req, Reply reply) {
       counted({{"ok", true}, {"text", std::move(text)}});
     });
   }
+  if (auto it = extra_verbs_.find(verb); it != extra_verbs_.end()) return it->second(req, std::move(counted));
   counted(error_response(fmt::format("unknown verb '{}' (known: attach, detach, hints, list, metrics, stats, version)",
                                      verb.substr(0, 64))));
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -80,6 +81,11 @@ class Daemon {
   void run();
   void request_stop() { main_.post([this] { begin_shutdown("stop requested"); }); }  // any thread
 
+  // Extra verbs served by services (e.g. proctrack's `ps`, `events`); main thread, before run(). The handler
+  // runs on the main thread and must reply exactly once.
+  using VerbHandler = std::function<void(const nlohmann::json& request, ControlServer::Reply reply)>;
+  void add_verb(std::string verb, VerbHandler handler) { extra_verbs_[std::move(verb)] = std::move(handler); }
+
   // One control request (what the socket delivers). Public for in-process tests.
   void handle(const nlohmann::json& request, ControlServer::Reply reply);
   // Prometheus text for the whole daemon, gathered from the workers; `done` runs on the main thread.
@@ -105,6 +111,7 @@ class Daemon {
   bool running_ = false;
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::map<std::string, VerbHandler> extra_verbs_;
   std::map<std::string, std::uint64_t> requests_;  // per verb; unknown verbs count as "unknown"
   std::uint64_t request_errors_ = 0;
 };

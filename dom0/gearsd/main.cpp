@@ -8,6 +8,7 @@
 #include "dom0/channel/channel_device.hpp"
 #include "dom0/gearsd/daemon.hpp"
 #include "dom0/gearsd/log.hpp"
+#include "services/proctrack/service.hpp"
 
 int main(int argc, char** argv) {
   using namespace gears::daemon;
@@ -49,6 +50,8 @@ int main(int argc, char** argv) {
     Daemon d(opts);
     // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
     d.registry().register_factory("channel", gears::chan::make_channel_device);
+    // proctrack (docs/PROCTRACK.md): kind "proctrack" and the verbs ps, events.
+    gears::proctrack::register_service(d);
     if (!no_discovery) d.add_discovery(std::make_unique<gears::chan::ChannelDiscovery>());
     d.run();
   } catch (const std::exception& e) {

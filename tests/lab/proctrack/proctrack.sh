@@ -1,0 +1,134 @@
+#!/bin/bash
+# proctrack lab tests (issue 7), against the lab booted by the `gears_lab` fixture (guest pvh1).
+#   proctrack.sh accuracy [N] | toggle [ROUNDS] | bench [N]
+# gearsd runs in dom0 (started here if needed); its log is /run/gears/gearsd.log in dom0.
+# The guest workload forks and execs N short processes named "ptkchild" (a busybox link that is no applet:
+# it execs, prints an error, exits 127); the truth is N.
+set -uo pipefail
+LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
+HERE=$(cd "$(dirname "$0")" && pwd)
+LOG=/run/gears/gearsd.log   # in dom0
+GUEST=${PROCTRACK_GUEST:-pvh1}
+
+fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 30 $LOG" >&2 || true; exit 1; }
+pass() { echo "PASS: $*"; exit 0; }
+dom0() { "$LABCTL" exec dom0 --timeout "${T:-120}" -- "$@"; }
+guest() { local g=$1; shift; "$LABCTL" exec "$g" --timeout "${T:-300}" -- "$@"; }
+
+ensure_gearsd() {
+  dom0 "mkdir -p /run/gears; if ! [ -S /run/gears/gearsd.sock ] || ! gearsctl list >/dev/null 2>&1; then
+          setsid gearsd --socket /run/gears/gearsd.sock --log-file $LOG --log-level info </dev/null >/dev/null 2>&1 &
+          for i in \$(seq 50); do gearsctl list >/dev/null 2>&1 && break; sleep 0.2; done; fi; gearsctl version" \
+    || fail "gearsd did not start"
+}
+
+# /tmp/ptk/fork.sh N: N fork+execs of ptkchild; prints "forked N in S s" (S from /proc/uptime).
+# /tmp/ptk/loop.sh: the same until /tmp/ptk/stop exists (at most 20000); prints "loop done I".
+setup_guest() {
+  guest "$GUEST" 'mkdir -p /tmp/ptk && ln -sf /bin/busybox /tmp/ptk/ptkchild && rm -f /tmp/ptk/stop
+cat > /tmp/ptk/fork.sh <<"X"
+n=$1; i=0; read a _ < /proc/uptime
+while [ $i -lt $n ]; do /tmp/ptk/ptkchild 2>/dev/null; i=$((i+1)); done
+read b _ < /proc/uptime; echo "forked $i in $(echo "$a $b" | awk "{printf \"%.2f\", \$2-\$1}") s"
+X
+cat > /tmp/ptk/loop.sh <<"X"
+i=0; while [ ! -e /tmp/ptk/stop ] && [ $i -lt 20000 ]; do /tmp/ptk/ptkchild 2>/dev/null; i=$((i+1)); done; echo "loop done $i"
+X
+echo ok' >/dev/null || fail "cannot set up $GUEST"
+}
+
+attach() {  # attach proctrack and wait for its first task-list walk
+  local id=$1 i
+  dom0 "gearsctl attach $id proctrack 0" >/dev/null || fail "attach proctrack to dom $id"
+  for i in $(seq 60); do
+    dom0 "gearsctl ps $id --json" | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["counters"].get("walks",0)>0 else 1)' \
+      2>/dev/null && return 0
+    sleep 0.5
+  done
+  dom0 "gearsctl ps $id --json" >&2
+  fail "proctrack saw no CR3 event / walk in 30 s"
+}
+
+t_accuracy() {
+  local n=${1:-200} id since out
+  ensure_gearsd; setup_guest
+  id=$(dom0 "xl domid $GUEST") || fail "no $GUEST"
+  dom0 "gearsctl detach $id proctrack 0" >/dev/null 2>&1
+  attach "$id"
+  since=$(dom0 "gearsctl events $id --json --since 0 --max 10000" | python3 "$HERE/count.py" next) || fail "events"
+  out=$(T=900 guest "$GUEST" "sh /tmp/ptk/fork.sh $n") || fail "workload: $out"
+  echo "guest: $out"
+  sleep 2  # two rescans: the last exits
+  dom0 "gearsctl ps $id"
+  local res
+  res=$(dom0 "python3 $HERE/count.py count $id $since ptkchild $n") ; local rc=$?
+  echo "$res"
+  dom0 "gearsctl ps $id --json" | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print("counters:", json.dumps(c))'
+  dom0 "gearsctl detach $id proctrack 0" >/dev/null || fail "detach"
+  [ $rc -eq 0 ] || fail "counts outside +-5% of the truth ($n)"
+  pass "proctrack counted creations and exits of $n processes within 5%"
+}
+
+t_toggle() {
+  local rounds=${1:-20} id r ev job out
+  ensure_gearsd; setup_guest
+  id=$(dom0 "xl domid $GUEST") || fail "no $GUEST"
+  dom0 "gearsctl detach $id proctrack 0" >/dev/null 2>&1
+  local tmp; tmp=$(mktemp); trap 'rm -f $tmp' EXIT
+  T=1200 guest "$GUEST" "sh /tmp/ptk/loop.sh" >"$tmp" 2>&1 &
+  job=$!
+  sleep 3
+  local seen=0
+  for r in $(seq "$rounds"); do
+    dom0 "gearsctl attach $id proctrack 0" >/dev/null || fail "round $r: attach"
+    sleep 1.5
+    ev=$(dom0 "gearsctl ps $id --json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"].get("cr3_events",0))')
+    dom0 "gearsctl detach $id proctrack 0" >/dev/null || fail "round $r: detach"
+    [ "${ev:-0}" -gt 0 ] && seen=$((seen+1))
+    echo "round $r: $ev CR3 events while on"
+    dom0 "xl list $GUEST" | tail -n 1 | awk '{print $5}' | grep -q '[cd]' && fail "round $r: $GUEST crashed"
+    sleep 0.5
+  done
+  guest "$GUEST" "touch /tmp/ptk/stop" >/dev/null || fail "$GUEST does not answer after $rounds toggles"
+  wait "$job"; out=$(cat "$tmp")
+  echo "guest workload: $out"
+  grep -q "loop done" <<<"$out" || fail "the workload did not complete"
+  local st; st=$(dom0 "xl list $GUEST" | tail -n 1)
+  echo "xl list: $st"
+  awk '{print $5}' <<<"$st" | grep -q '[cdps]' && fail "$GUEST state is not running/blocked: $st"
+  dom0 "grep -c 'monitoring stopped' $LOG"
+  [ "$seen" -eq "$rounds" ] || fail "only $seen of $rounds rounds saw CR3 events"
+  pass "monitoring toggled on and off $rounds times; $GUEST up; workload completed ($out)"
+}
+
+# Performance, for bench/run: one JSON line with overhead_pct and events/s.
+t_bench() {
+  local n=${1:-300} id a b c
+  ensure_gearsd; setup_guest
+  id=$(dom0 "xl domid $GUEST") || fail "no $GUEST"
+  dom0 "gearsctl detach $id proctrack 0" >/dev/null 2>&1
+  a=$(T=900 guest "$GUEST" "sh /tmp/ptk/fork.sh $n" | awk '/forked/{print $4}')
+  attach "$id"
+  b=$(T=900 guest "$GUEST" "sh /tmp/ptk/fork.sh $n" | awk '/forked/{print $4}')
+  c=$(dom0 "gearsctl ps $id --json")
+  dom0 "gearsctl detach $id proctrack 0" >/dev/null
+  local a2; a2=$(T=900 guest "$GUEST" "sh /tmp/ptk/fork.sh $n" | awk '/forked/{print $4}')
+  python3 - "$n" "$a" "$b" "$a2" "$c" <<'PY'
+import json, sys
+n, off1, on, off2, ps = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), json.loads(sys.argv[5])
+off = (off1 + off2) / 2
+c = ps["counters"]
+print(json.dumps({"proctrack.overhead_pct": round((on - off) / off * 100, 1),
+                  "proctrack.events_per_s": round(c.get("events_per_s", 0), 1),
+                  "proctrack.capacity_events_per_s": round(c.get("capacity_events_per_s", 0), 1),
+                  "forks": n, "off_s": [off1, off2], "on_s": on,
+                  "cr3_events": c.get("cr3_events"), "handler_s": c.get("handler_s"), "walk_s": c.get("walk_s")}))
+PY
+}
+
+case "${1:-}" in
+  accuracy) shift; t_accuracy "$@" ;;
+  toggle) shift; t_toggle "$@" ;;
+  bench) shift; t_bench "$@" ;;
+  *) echo "usage: $0 accuracy [N] | toggle [ROUNDS] | bench [N]" >&2; exit 2 ;;
+esac
