@@ -176,24 +176,44 @@ bool read_virt(GuestMemory& mem, std::uint64_t cr3, std::uint64_t va, std::span<
 
 // ---- the task list ----
 
+bool LinuxIntrospector::read(std::uint64_t cr3, std::uint64_t va, std::span<std::byte> dst) {
+  std::size_t done = 0;
+  while (done < dst.size()) {
+    const std::uint64_t a = va + done;
+    if (a < va) return false;
+    const std::uint64_t vpage = a & ~(kPage - 1);
+    auto it = tlb_.find(vpage);
+    if (it == tlb_.end()) {
+      auto pa = translate(mem_, cr3, vpage);
+      if (!pa) return false;
+      it = tlb_.emplace(vpage, *pa).first;
+    }
+    const std::size_t n = std::min<std::size_t>(kPage - a % kPage, dst.size() - done);
+    if (!mem_.read_phys(it->second + a % kPage, dst.subspan(done, n))) return false;
+    done += n;
+  }
+  return true;
+}
+
 Result<LinuxIntrospector::Walk> LinuxIntrospector::walk(std::uint64_t kernel_cr3, std::uint64_t lstar) {
   const std::uint64_t slide = lstar - l_.sym_entry_syscall;
   if (lstar < kKernelMin || slide % kKaslrAlign != 0) return Error{EINVAL, "MSR_LSTAR is not System.map's entry_SYSCALL_64"};
+  tlb_.clear();
   auto u64 = [&](std::uint64_t va, std::uint64_t& out) {
     std::array<std::byte, 8> b{};
-    if (!read_virt(mem_, kernel_cr3, va, b)) return false;
+    if (!read(kernel_cr3, va, b)) return false;
     out = read_u64(b, 0);
     return true;
   };
   auto i32 = [&](std::uint64_t va, std::int32_t& out) {
     std::array<std::byte, 4> b{};
-    if (!read_virt(mem_, kernel_cr3, va, b)) return false;
+    if (!read(kernel_cr3, va, b)) return false;
     std::memcpy(&out, b.data(), sizeof out);
     return true;
   };
   auto comm = [&](std::uint64_t task, std::string& out) {
     std::array<std::byte, 16> b{};
-    if (!read_virt(mem_, kernel_cr3, task + l_.task_comm, b)) return false;
+    if (!read(kernel_cr3, task + l_.task_comm, b)) return false;
     const char* c = reinterpret_cast<const char*>(b.data());
     out.assign(c, strnlen(c, b.size()));
     return true;

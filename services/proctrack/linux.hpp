@@ -91,8 +91,12 @@ class LinuxIntrospector {
   [[nodiscard]] const LinuxLayout& layout() const { return l_; }
 
  private:
+  // Reads through a per-walk translation cache (virtual page -> physical page).
+  [[nodiscard]] bool read(std::uint64_t cr3, std::uint64_t va, std::span<std::byte> dst);
+
   LinuxLayout l_;
   GuestMemory& mem_;
+  std::unordered_map<std::uint64_t, std::uint64_t> tlb_;  // cleared at the start of every walk
 };
 
 }  // namespace gears::proctrack

@@ -88,7 +88,8 @@ class ProcTrackDevice final : public daemon::Device {
   struct Counters {
     std::uint64_t requests = 0, cr3 = 0, other = 0, bad_version = 0, kicks = 0, ring_errors = 0;
     std::uint64_t walk_errors = 0, pause_errors = 0;
-    std::uint64_t handler_ns = 0;  // dom0 time spent answering requests (incl. walks)
+    std::uint64_t handler_ns = 0;  // wall time from kick to notify returned (on 1 pCPU: includes guest time)
+    std::uint64_t work_ns = 0;     // time spent on the requests themselves (tracker, walk, publish)
     std::uint64_t walk_ns = 0;
   } c_;
   std::string last_walk_error_;

@@ -80,13 +80,15 @@ t_toggle() {
   sleep 3
   local seen=0
   for r in $(seq "$rounds"); do
-    dom0 "gearsctl attach $id proctrack 0" >/dev/null || fail "round $r: attach"
-    sleep 1.5
-    ev=$(dom0 "gearsctl ps $id --json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"].get("cr3_events",0))')
-    dom0 "gearsctl detach $id proctrack 0" >/dev/null || fail "round $r: detach"
-    [ "${ev:-0}" -gt 0 ] && seen=$((seen+1))
-    echo "round $r: $ev CR3 events while on"
-    dom0 "xl list $GUEST" | tail -n 1 | awk '{print $5}' | grep -q '[cd]' && fail "round $r: $GUEST crashed"
+    # One dom0 job per round: attach, let it run, read its event count, detach, check the domain.
+    out=$(dom0 "gearsctl attach $id proctrack 0 >/dev/null || exit 3; sleep 1.5
+      ev=\$(gearsctl ps $id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"counters\"].get(\"cr3_events\",0))')
+      gearsctl detach $id proctrack 0 >/dev/null || exit 4
+      echo \"\$ev \$(xl list $GUEST | tail -n 1 | awk '{print \$5}')\"") || fail "round $r: attach/detach failed (rc $?): $out"
+    ev=${out%% *}
+    echo "round $r: $ev CR3 events while on; state ${out#* }"
+    [ "${ev:-0}" -gt 0 ] 2>/dev/null && seen=$((seen+1))
+    grep -q '[cd]' <<<"${out#* }" && fail "round $r: $GUEST crashed"
     sleep 0.5
   done
   guest "$GUEST" "touch /tmp/ptk/stop" >/dev/null || fail "$GUEST does not answer after $rounds toggles"
@@ -122,7 +124,7 @@ print(json.dumps({"proctrack.overhead_pct": round((on - off) / off * 100, 1),
                   "proctrack.events_per_s": round(c.get("events_per_s", 0), 1),
                   "proctrack.capacity_events_per_s": round(c.get("capacity_events_per_s", 0), 1),
                   "forks": n, "off_s": [off1, off2], "on_s": on,
-                  "cr3_events": c.get("cr3_events"), "handler_s": c.get("handler_s"), "walk_s": c.get("walk_s")}))
+                  "cr3_events": c.get("cr3_events"), "work_s": c.get("work_s"), "walk_s": c.get("walk_s")}))
 PY
 }
 
