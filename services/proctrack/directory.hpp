@@ -53,6 +53,7 @@ struct ProcRow {
   std::uint64_t as = 0;
   std::int64_t born_ns = 0;
   bool preexisting = false;  // already running when monitoring started
+  std::uint64_t task = 0;    // guest-virtual task_struct address (OS-aware layer's own use)
 };
 
 class Directory {

@@ -195,61 +195,75 @@ bool LinuxIntrospector::read(std::uint64_t cr3, std::uint64_t va, std::span<std:
   return true;
 }
 
+bool LinuxIntrospector::u64(std::uint64_t cr3, std::uint64_t va, std::uint64_t& out) {
+  std::array<std::byte, 8> b{};
+  if (!read(cr3, va, b)) return false;
+  out = read_u64(b, 0);
+  return true;
+}
+
+bool LinuxIntrospector::read_task(std::uint64_t cr3, std::uint64_t task, TaskInfo& t) {
+  std::array<std::byte, 4> p{}, g{};
+  std::array<std::byte, 16> c{};
+  std::uint64_t mm = 0;
+  if (task < kKernelMin || !read(cr3, task + l_.task_pid, p) || !read(cr3, task + l_.task_tgid, g) ||
+      !u64(cr3, task + l_.task_start_time, t.start_time) || !read(cr3, task + l_.task_comm, c) ||
+      !u64(cr3, task + l_.task_mm, mm))
+    return false;
+  std::memcpy(&t.pid, p.data(), sizeof t.pid);
+  std::memcpy(&t.tgid, g.data(), sizeof t.tgid);
+  const char* name = reinterpret_cast<const char*>(c.data());
+  t.comm.assign(name, strnlen(name, c.size()));
+  t.task = task;
+  t.pgd = 0;
+  if (mm != 0) {
+    std::uint64_t pgd_va = 0;
+    if (mm < kKernelMin || !u64(cr3, mm + l_.mm_pgd, pgd_va) || pgd_va < kKernelMin) return false;
+    const std::uint64_t vpage = pgd_va & ~(kPage - 1);
+    auto it = tlb_.find(vpage);
+    if (it == tlb_.end()) {
+      auto pa = translate(mem_, cr3, vpage);
+      if (!pa) return false;
+      it = tlb_.emplace(vpage, *pa).first;
+    }
+    t.pgd = it->second + pgd_va % kPage;
+  }
+  return true;
+}
+
 Result<LinuxIntrospector::Walk> LinuxIntrospector::walk(std::uint64_t kernel_cr3, std::uint64_t lstar) {
   const std::uint64_t slide = lstar - l_.sym_entry_syscall;
   if (lstar < kKernelMin || slide % kKaslrAlign != 0) return Error{EINVAL, "MSR_LSTAR is not System.map's entry_SYSCALL_64"};
   tlb_.clear();
-  auto u64 = [&](std::uint64_t va, std::uint64_t& out) {
-    std::array<std::byte, 8> b{};
-    if (!read(kernel_cr3, va, b)) return false;
-    out = read_u64(b, 0);
-    return true;
-  };
-  auto i32 = [&](std::uint64_t va, std::int32_t& out) {
-    std::array<std::byte, 4> b{};
-    if (!read(kernel_cr3, va, b)) return false;
-    std::memcpy(&out, b.data(), sizeof out);
-    return true;
-  };
-  auto comm = [&](std::uint64_t task, std::string& out) {
-    std::array<std::byte, 16> b{};
-    if (!read(kernel_cr3, task + l_.task_comm, b)) return false;
-    const char* c = reinterpret_cast<const char*>(b.data());
-    out.assign(c, strnlen(c, b.size()));
-    return true;
-  };
-
   const std::uint64_t init = l_.sym_init_task + slide;
   // Sanity: the layout and symbols belong to this kernel iff init_task is "swapper...".
-  std::string init_comm;
-  if (!comm(init, init_comm)) return Error{EFAULT, "init_task not mapped"};
-  if (init_comm.rfind("swapper", 0) != 0) return Error{EINVAL, "init_task's comm is not swapper: wrong BTF/System.map"};
+  std::array<std::byte, 16> c{};
+  if (!read(kernel_cr3, init + l_.task_comm, c)) return Error{EFAULT, "init_task not mapped"};
+  const char* init_comm = reinterpret_cast<const char*>(c.data());
+  if (std::string_view(init_comm, strnlen(init_comm, c.size())).rfind("swapper", 0) != 0)
+    return Error{EINVAL, "init_task's comm is not swapper: wrong BTF/System.map"};
 
   Walk w;
   const std::uint64_t head = init + l_.task_tasks;
   std::uint64_t node = 0;
-  if (!u64(head + l_.list_next, node)) return Error{EFAULT, "init_task.tasks not mapped"};
+  if (!u64(kernel_cr3, head + l_.list_next, node)) return Error{EFAULT, "init_task.tasks not mapped"};
   std::unordered_set<std::uint64_t> seen;
   while (node != head) {
     if (node < kKernelMin || w.tasks.size() >= kMaxTasks || !seen.insert(node).second) return w;  // incomplete
-    const std::uint64_t task = node - l_.task_tasks;
     TaskInfo t;
-    std::uint64_t mm = 0;
-    if (!i32(task + l_.task_pid, t.pid) || !i32(task + l_.task_tgid, t.tgid) ||
-        !u64(task + l_.task_start_time, t.start_time) || !comm(task, t.comm) || !u64(task + l_.task_mm, mm))
-      return w;
-    if (mm != 0) {
-      std::uint64_t pgd_va = 0;
-      if (mm < kKernelMin || !u64(mm + l_.mm_pgd, pgd_va) || pgd_va < kKernelMin) return w;
-      auto pa = translate(mem_, kernel_cr3, pgd_va);
-      if (!pa) return w;
-      t.pgd = *pa;
-    }
+    if (!read_task(kernel_cr3, node - l_.task_tasks, t)) return w;
     w.tasks.push_back(std::move(t));
-    if (!u64(node + l_.list_next, node)) return w;
+    if (!u64(kernel_cr3, node + l_.list_next, node)) return w;
   }
   w.complete = true;
   return w;
+}
+
+std::optional<TaskInfo> LinuxIntrospector::probe(std::uint64_t kernel_cr3, std::uint64_t task) {
+  tlb_.clear();  // a single read: the guest may have changed its mappings since the last walk
+  TaskInfo t;
+  if (!read_task(kernel_cr3, task, t)) return std::nullopt;
+  return t;
 }
 
 }  // namespace gears::proctrack

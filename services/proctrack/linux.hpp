@@ -73,6 +73,7 @@ struct TaskInfo {
   std::uint64_t start_time = 0;  // ns since boot (task_struct.start_time): (pid, start_time) names a process
   std::string comm;
   std::uint64_t pgd = 0;  // physical address of mm->pgd; 0 for a task without an mm (kernel thread, zombie)
+  std::uint64_t task = 0; // guest-virtual address of the task_struct (for probe())
 };
 
 class LinuxIntrospector {
@@ -88,9 +89,14 @@ class LinuxIntrospector {
   // Walks init_task.tasks. `kernel_cr3`: any CR3 whose kernel half maps the kernel (a kernel PGD);
   // `lstar`: the guest's MSR_LSTAR (for the KASLR slide). Errors: EINVAL (bad slide), EFAULT (unmapped).
   [[nodiscard]] Result<Walk> walk(std::uint64_t kernel_cr3, std::uint64_t lstar);
+  // Re-reads one task_struct (from an earlier walk) without walking the list: cheap confirmation that a known
+  // process still owns its address space. nullopt if unreadable. The caller checks (pid, start_time).
+  [[nodiscard]] std::optional<TaskInfo> probe(std::uint64_t kernel_cr3, std::uint64_t task);
   [[nodiscard]] const LinuxLayout& layout() const { return l_; }
 
  private:
+  [[nodiscard]] bool u64(std::uint64_t cr3, std::uint64_t va, std::uint64_t& out);
+  [[nodiscard]] bool read_task(std::uint64_t cr3, std::uint64_t task, TaskInfo& t);
   // Reads through a per-walk translation cache (virtual page -> physical page).
   [[nodiscard]] bool read(std::uint64_t cr3, std::uint64_t va, std::span<std::byte> dst);
 

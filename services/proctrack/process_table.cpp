@@ -18,7 +18,7 @@ bool ProcessTable::apply(const LinuxIntrospector::Walk& w, std::int64_t t_ns, bo
     auto it = procs_.find(id);
     if (it == procs_.end()) {
       if (key == 0) continue;  // a kernel thread (or a zombie we never saw alive)
-      ProcRow r{t.pid, t.tgid, t.start_time, t.comm, key, t_ns, baseline};
+      ProcRow r{t.pid, t.tgid, t.start_time, t.comm, key, t_ns, baseline, t.task};
       procs_.emplace(id, r);
       present.insert(id);
       if (!baseline) {
@@ -30,6 +30,7 @@ bool ProcessTable::apply(const LinuxIntrospector::Walk& w, std::int64_t t_ns, bo
     present.insert(id);
     ProcRow& r = it->second;
     r.comm = t.comm;
+    r.task = t.task;
     if (key != 0 && key != r.as) {
       r.as = key;
       ++c_.execs;
@@ -68,6 +69,21 @@ std::optional<Identity> ProcessTable::owner(std::uint64_t key) const {
   auto p = procs_.find(k->second);
   if (p == procs_.end()) return std::nullopt;
   return Identity{key, p->second.pid, p->second.comm};
+}
+
+const ProcRow* ProcessTable::owner_row(std::uint64_t key) const {
+  auto k = by_key_.find(key);
+  if (k == by_key_.end()) return nullptr;
+  auto p = procs_.find(k->second);
+  return p == procs_.end() ? nullptr : &p->second;
+}
+
+bool ProcessTable::refresh(const ProcRow& row, const TaskInfo& t) {
+  if (t.pid != row.pid || t.start_time != row.start_time) return false;
+  auto p = procs_.find(Id{row.pid, row.start_time});
+  if (p == procs_.end()) return false;
+  p->second.comm = t.comm;
+  return true;
 }
 
 std::vector<ProcRow> ProcessTable::rows() const {

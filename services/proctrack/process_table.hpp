@@ -30,8 +30,12 @@ class ProcessTable {
   // address-space keys some task still uses (only filled for a complete walk; returns false otherwise).
   bool apply(const LinuxIntrospector::Walk& w, std::int64_t t_ns, bool kpti, std::vector<ProcEvent>& out,
              std::vector<std::uint64_t>& live_keys);
-  // The process whose address space is `key`, if any.
+  // The process whose address space is `key`, if any (as of the last complete walk).
   [[nodiscard]] std::optional<Identity> owner(std::uint64_t key) const;
+  [[nodiscard]] const ProcRow* owner_row(std::uint64_t key) const;
+  // A re-read of one known task (LinuxIntrospector::probe): refreshes its comm if (pid, start_time) match.
+  // Returns true if the task is still that process.
+  bool refresh(const ProcRow& row, const TaskInfo& t);
   [[nodiscard]] std::vector<ProcRow> rows() const;
   [[nodiscard]] const Counters& counters() const { return c_; }
   [[nodiscard]] std::size_t size() const { return procs_.size(); }

@@ -163,12 +163,31 @@ void ProcTrackDevice::on_request(const vm_event_request_t& req, std::int64_t t) 
   if (linux_ && switched) {
     kernel_cr3_ = k;  // a kernel PGD: with KPTI, the key is the kernel half
     lstar_ = req.data.regs.x86.msr_lstar;
-    walk(t, evs);
+    if (needs_walk(k, tracker_.key(req.u.write_ctrlreg.old_value), !as.empty() && as.front().kind == AsEvent::Kind::birth)) {
+      walk(t, evs);
+    } else {
+      ++c_.probes_only;
+    }
   }
   Identity who{k, -1, {}};
   if (auto o = table_.owner(k)) who = *o;
   if (switched) dir_.ran(domid(), req.vcpu_id, t, who);
   publish(evs, as, !evs.empty());
+}
+
+// A full walk is needed when the incoming address space is new, or its owner (from the last walk) no longer
+// owns it: then the task list changed (a birth, exec or exit, or a recycled PGD page). Otherwise two probes
+// suffice: the incoming owner is confirmed and the outgoing owner's comm is refreshed (it may have exec'd and
+// be about to exit, and its exit should carry its last name).
+bool ProcTrackDevice::needs_walk(std::uint64_t in_key, std::uint64_t out_key, bool born) {
+  if (born) return true;
+  const ProcRow* in = table_.owner_row(in_key);
+  if (in == nullptr) return true;
+  auto t = linux_->probe(kernel_cr3_, in->task);
+  if (!t || !table_.refresh(*in, *t) || t->pgd == 0 || as_key(t->pgd, tracker_.kpti()) != in_key) return true;
+  if (const ProcRow* out = table_.owner_row(out_key); out != nullptr && out != in)
+    if (auto o = linux_->probe(kernel_cr3_, out->task)) (void)table_.refresh(*out, *o);
+  return false;
 }
 
 void ProcTrackDevice::walk(std::int64_t t, std::vector<ProcEvent>& evs) {
@@ -261,6 +280,7 @@ nlohmann::json ProcTrackDevice::stats() const {
       {"walks", p.walks},
       {"walks_incomplete", p.incomplete},
       {"walk_errors", c_.walk_errors},
+      {"switches_without_walk", c_.probes_only},
       {"pause_errors", c_.pause_errors},
   };
   if (!last_walk_error_.empty()) j["last_walk_error"] = last_walk_error_;

@@ -66,6 +66,7 @@ class ProcTrackDevice final : public daemon::Device {
  private:
   void on_kick();
   void on_request(const vm_event_request_t& req, std::int64_t t);
+  [[nodiscard]] bool needs_walk(std::uint64_t in_key, std::uint64_t out_key, bool born);
   void walk(std::int64_t t, std::vector<ProcEvent>& evs);
   void rescan();
   void publish(std::vector<ProcEvent>& evs, std::vector<AsEvent>& as, bool table_changed);
@@ -87,7 +88,7 @@ class ProcTrackDevice final : public daemon::Device {
 
   struct Counters {
     std::uint64_t requests = 0, cr3 = 0, other = 0, bad_version = 0, kicks = 0, ring_errors = 0;
-    std::uint64_t walk_errors = 0, pause_errors = 0;
+    std::uint64_t walk_errors = 0, pause_errors = 0, probes_only = 0;
     std::uint64_t handler_ns = 0;  // wall time from kick to notify returned (on 1 pCPU: includes guest time)
     std::uint64_t work_ns = 0;     // time spent on the requests themselves (tracker, walk, publish)
     std::uint64_t walk_ns = 0;

@@ -213,6 +213,34 @@ TEST_F(LinuxTest, ProcessTableFollowsWalks) {
   EXPECT_EQ(pt.counters().exits, 2U);
 }
 
+TEST_F(LinuxTest, ProbeConfirmsAKnownTaskCheaply) {
+  SynthGuest g;
+  g.task(1, 1, 100, "init", 10);
+  g.task(3, 9, 500, "sh", 12);
+  g.link({1, 3});
+  xen::ForeignMemory fm;
+  ForeignGuestMemory mem(fm, kDom);
+  LinuxIntrospector li(layout(), mem);
+  ProcessTable pt;
+  std::vector<ProcEvent> ev;
+  std::vector<std::uint64_t> live;
+  ASSERT_TRUE(pt.apply(li.walk(SynthGuest::kCr3, kEntrySym + kSlide).value(), 1, false, ev, live));
+  const ProcRow* row = pt.owner_row(SynthGuest::pgd_phys(12));
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->task, SynthGuest::va(3));
+  g.task(3, 9, 500, "ptkchild", 12);  // renamed in place
+  auto t = li.probe(SynthGuest::kCr3, row->task);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(pt.refresh(*row, *t));
+  EXPECT_EQ(pt.owner(SynthGuest::pgd_phys(12))->comm, "ptkchild");
+  g.task(3, 10, 900, "other", 12);  // the slab slot now holds another process
+  t = li.probe(SynthGuest::kCr3, row->task);
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(pt.refresh(*row, *t)) << "another (pid, start_time)";
+  EXPECT_FALSE(li.probe(SynthGuest::kCr3, 0x1000)) << "not a kernel address";
+  EXPECT_FALSE(li.probe(SynthGuest::kCr3, SynthGuest::va(30))) << "unmapped";
+}
+
 TEST(LinuxLayout, MissingFilesAreClearErrors) {
   try {
     (void)LinuxLayout::load("/nonexistent/btf", "/nonexistent/System.map");
