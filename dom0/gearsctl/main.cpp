@@ -73,15 +73,24 @@ int cmd_ps(const std::string& socket, std::uint32_t dom, bool as_json) {
 }
 
 // proctrack's event log of one domain, from sequence number `since` on.
-int cmd_events(const std::string& socket, std::uint32_t dom, std::uint64_t since, std::uint32_t max, bool as_json) {
-  auto r = call(socket, {{"verb", "events"}, {"dom", dom}, {"since", since}, {"max", max}}, as_json);
-  if (!r) return 1;
-  if (as_json) return 0;
-  for (const auto& e : (*r)["events"])
-    std::cout << fmt::format("{:>8} {:>16} {:<8} pid={:<6} comm={:<16} as={}\n", e.value("seq", 0), e.value("t_ns", 0),
-                             e.value("type", ""), e.value("pid", -1), e.value("comm", ""), e.value("as", ""));
-  std::cout << fmt::format("next {} (dropped {})\n", r->value("next", 0), r->value("dropped", 0));
-  return 0;
+// With `follow`, polls every 0.5 s and prints new events until Ctrl-C (one JSON response per poll with --json).
+int cmd_events(const std::string& socket, std::uint32_t dom, std::uint64_t since, std::uint32_t max, bool follow,
+               bool as_json) {
+  for (;;) {
+    auto r = call(socket, {{"verb", "events"}, {"dom", dom}, {"since", since}, {"max", max}}, as_json);
+    if (!r) return 1;
+    if (!as_json) {
+      for (const auto& e : (*r)["events"])
+        std::cout << fmt::format("{:>8} {:>16} {:<8} pid={:<6} comm={:<16} as={}\n", e.value("seq", 0),
+                                 e.value("t_ns", 0), e.value("type", ""), e.value("pid", -1), e.value("comm", ""),
+                                 e.value("as", ""));
+      if (!follow) std::cout << fmt::format("next {} (dropped {})\n", r->value("next", 0), r->value("dropped", 0));
+    }
+    std::cout.flush();
+    if (!follow) return 0;
+    since = r->value("next", since);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
 }
 
 volatile std::sig_atomic_t g_stop = 0;
@@ -172,6 +181,8 @@ int main(int argc, char** argv) {
   events->add_option("dom", dom, "Domain id")->required()->check(CLI::Range(1, 32751));
   events->add_option("--since", since, "Only events after this sequence number")->capture_default_str();
   events->add_option("--max", max_events, "At most this many events")->capture_default_str()->check(CLI::Range(1, 10000));
+  bool follow = false;
+  events->add_flag("-f,--follow", follow, "Keep polling and print new events until Ctrl-C");
   json_flag(events);
 
   auto* version = app.add_subcommand("version", "Show gearsd's version");
@@ -195,7 +206,7 @@ int main(int argc, char** argv) {
     if (*list) return cmd_list(socket, as_json);
     if (*hints) return cmd_hints(socket, dom, as_json);
     if (*ps) return cmd_ps(socket, dom, as_json);
-    if (*events) return cmd_events(socket, dom, since, max_events, as_json);
+    if (*events) return cmd_events(socket, dom, since, max_events, follow, as_json);
     if (*top) return cmd_top(socket, batch, iterations, delay, as_json);
     if (*version) {
       auto r = call(socket, {{"verb", "version"}}, as_json);

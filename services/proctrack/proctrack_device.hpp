@@ -5,8 +5,9 @@
 // vCPU is ever left paused). Synchronous CR3 events only: the lab saw an asynchronous teardown kill a domU.
 //
 // Per CR3 event (the vCPU waits for our answer): the OS-agnostic tracker infers births/switches; on a real
-// switch the optional Linux layer walks the task list (PID, comm, process birth/exec/exit); the vCPU's
-// occupant goes to the Directory (who_ran) and events to the Directory's event log. A timer re-walks the task
+// switch the optional Linux layer walks the task list (PID, comm, process birth/exec/exit) when the incoming
+// address space is new or its owner changed, and otherwise only re-reads the incoming and outgoing task_structs;
+// the vCPU's occupant goes to the Directory (who_ran) and events to its event log. A timer re-walks the task
 // list every `rescan_ms` with the domain paused, so exits are seen even when the guest goes idle.
 //
 // params (strings, from `gearsctl attach <dom> proctrack 0 --param k=v`):
