@@ -56,7 +56,7 @@ t_accuracy() {
   dom0 "gearsctl detach $id proctrack 0" >/dev/null 2>&1
   attach "$id"
   since=$(dom0 "gearsctl events $id --json --since 0 --max 10000" | python3 "$HERE/count.py" next) || fail "events"
-  out=$(T=900 guest "$GUEST" "sh /tmp/ptk/fork.sh $n") || fail "workload: $out"
+  out=$(T=1700 guest "$GUEST" "sh /tmp/ptk/fork.sh $n") || fail "workload: $out"
   echo "guest: $out"
   sleep 2  # two rescans: the last exits
   dom0 "gearsctl ps $id"
