@@ -8,18 +8,15 @@
 
 #include "common/channel/protocol.hpp"
 #include "common/ring/stream_ring.hpp"
+#include "common/xenbus/nodes.hpp"
+#include "dom0/common/discovery.hpp"
 
 namespace gears::chan {
 namespace {
 
 constexpr std::size_t kMaxHintSets = 64;  // newest kept per device
 
-std::string be_dir(domid_t domu, unsigned devid) {
-  return "/local/domain/0/backend/gears/" + std::to_string(domu) + "/" + std::to_string(devid);
-}
-std::string fe_dir(domid_t domu, unsigned devid) {
-  return "/local/domain/" + std::to_string(domu) + "/device/gears/" + std::to_string(devid);
-}
+std::string be_dir(domid_t domu, unsigned devid) { return channel_nodes(domu, devid).be_path(); }
 
 // Strict decimal read of a frontend-written key: digits only, bounded.
 Result<std::uint32_t> read_u32(xen::Store& s, const std::string& path, std::uint32_t max) {
@@ -253,105 +250,29 @@ void ChannelDevice::metrics(daemon::MetricSet& out) const {
 
 nlohmann::json ChannelDevice::hints() const { return hints_; }
 
+xenbus::DeviceNodes channel_nodes(domid_t domu, unsigned devid) {
+  xenbus::DeviceNodes n;
+  n.be_type = "gears";
+  n.fe_type = "gears";
+  n.fe_dom = domu;
+  n.devid = devid;
+  return n;
+}
+
 void create_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
-  const std::string be = be_dir(domu, devid), fe = fe_dir(domu, devid);
-  if (s.exists(be) && s.exists(fe)) return;
-  auto st = s.transact([&](xen::Transaction& t) -> Status {
-    if (auto r = t.mkdir(fe); !r) return r;
-    if (auto r = t.set_perms(fe, xen::Perms{domu, xen::Access::None, {{0, xen::Access::Read}}}); !r) return r;
-    if (auto r = t.write(fe + "/backend", be); !r) return r;
-    if (auto r = t.write(fe + "/backend-id", "0"); !r) return r;
-    if (auto r = t.write(fe + "/state", std::to_string(static_cast<int>(XenbusStateInitialising))); !r) return r;
-    if (auto r = t.mkdir(be); !r) return r;
-    if (auto r = t.set_perms(be, xen::Perms{0, xen::Access::None, {{domu, xen::Access::Read}}}); !r) return r;
-    if (auto r = t.write(be + "/frontend", fe); !r) return r;
-    if (auto r = t.write(be + "/frontend-id", std::to_string(domu)); !r) return r;
-    if (auto r = t.write(be + "/online", "1"); !r) return r;
-    return t.write(be + "/state", std::to_string(static_cast<int>(XenbusStateInitialising)));
-  });
-  if (!st) throw XenError("channel: cannot create xenstore nodes for dom " + std::to_string(domu), st.error().code);
+  xenbus::create_device_nodes(s, channel_nodes(domu, devid));
 }
 
 void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
-  (void)s.rm(be_dir(domu, devid));
-  (void)s.rm(fe_dir(domu, devid));
+  xenbus::remove_device_nodes(s, channel_nodes(domu, devid));
 }
 
 std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec) {
   return std::make_unique<ChannelDevice>(spec, decode_hint_set);
 }
 
-void ChannelDiscovery::start(daemon::Reactor& main, Sink sink) {
-  main_ = &main;
-  sink_ = std::move(sink);
-  store_.emplace();
-  watch_ = store_->watch("/local/domain/0/backend/gears", "discovery");
-  // libxl removes a dead domain's own nodes but not our backend directory: reap it when a domain dies.
-  release_watch_ = store_->watch("@releaseDomain", "release");
-  auto w = main.add_fd(store_->fd(), EPOLLIN, [this](std::uint32_t) {
-    bool any = false, released = false;
-    while (auto ev = store_->read_watch()) {
-      any = true;
-      released = released || ev->token == "release";
-    }
-    if (released) reap_dead_domains();
-    if (any) scan();
-  });
-  if (!w) throw XenError("channel discovery: epoll", w.error().code);
-  fd_watch_ = *w;
-}
-
-void ChannelDiscovery::reap_dead_domains() {
-  for (const auto& [dom, dev] : known_) {
-    if (store_->exists("/local/domain/" + std::to_string(dom))) continue;
-    spdlog::info("dom={} dev=channel/{}: domain is gone; removing its backend directory", dom, dev);
-    (void)store_->rm("/local/domain/0/backend/gears/" + std::to_string(dom));
-  }
-}
-
-void ChannelDiscovery::stop() {
-  if (main_ && fd_watch_) main_->remove(fd_watch_);
-  fd_watch_ = 0;
-  watch_ = xen::Watch{};
-  release_watch_ = xen::Watch{};
-  store_.reset();
-}
-
-void ChannelDiscovery::scan() {
-  std::set<std::pair<std::uint32_t, std::uint32_t>> now;
-  auto doms = store_->directory("/local/domain/0/backend/gears");
-  if (doms) {
-    for (const auto& d : *doms) {
-      auto devs = store_->directory("/local/domain/0/backend/gears/" + d);
-      if (!devs) continue;
-      for (const auto& v : *devs) {
-        std::uint32_t dom = 0, dev = 0;
-        auto [e1, c1] = std::from_chars(d.data(), d.data() + d.size(), dom);
-        auto [e2, c2] = std::from_chars(v.data(), v.data() + v.size(), dev);
-        if (c1 != std::errc{} || c2 != std::errc{} || e1 != d.data() + d.size() || e2 != v.data() + v.size())
-          continue;
-        // Only complete nodes count: the toolstack writes frontend-id last but one.
-        if (!store_->exists("/local/domain/0/backend/gears/" + d + "/" + v + "/frontend-id")) continue;
-        now.insert({dom, dev});
-      }
-    }
-  }
-  for (const auto& k : now) {
-    if (known_.count(k)) continue;
-    daemon::DeviceEvent ev;
-    ev.type = daemon::DeviceEvent::Type::appeared;
-    ev.spec.key = {"channel", k.first, k.second};
-    ev.spec.backend_path = be_dir(static_cast<domid_t>(k.first), k.second);
-    main_->post([this, ev = std::move(ev)]() mutable { sink_(std::move(ev)); });
-  }
-  for (const auto& k : known_) {
-    if (now.count(k)) continue;
-    daemon::DeviceEvent ev;
-    ev.type = daemon::DeviceEvent::Type::disappeared;
-    ev.spec.key = {"channel", k.first, k.second};
-    main_->post([this, ev = std::move(ev)]() mutable { sink_(std::move(ev)); });
-  }
-  known_ = std::move(now);
+std::unique_ptr<daemon::DiscoverySource> make_channel_discovery() {
+  return std::make_unique<backend::XenbusDiscovery>("gears", "channel");
 }
 
 }  // namespace gears::chan

@@ -8,7 +8,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
@@ -17,6 +16,7 @@
 #include "common/xen/grant.hpp"
 #include "common/xen/store.hpp"
 #include "common/xenbus/driver.hpp"
+#include "common/xenbus/nodes.hpp"
 #include "dom0/gearsd/device.hpp"
 #include "dom0/gearsd/reactor.hpp"
 
@@ -73,25 +73,11 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
 
 // Creates the xenstore nodes of a channel device the way libxl creates vbd/vif nodes (frontend dir owned by the
 // domU and readable by dom0, backend dir owned by dom0 and readable by the domU). Idempotent. Throws XenError.
+xenbus::DeviceNodes channel_nodes(domid_t domu, unsigned devid);
 void create_channel_nodes(xen::Store& s, domid_t domu, unsigned devid);
 void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid);
 
-// Watches /local/domain/0/backend/gears and reports devices appearing and disappearing.
-class ChannelDiscovery final : public daemon::DiscoverySource {
- public:
-  [[nodiscard]] std::string_view name() const override { return "xenstore:backend/gears"; }
-  void start(daemon::Reactor& main, Sink sink) override;
-  void stop() override;
-
- private:
-  void scan();
-  void reap_dead_domains();
-  daemon::Reactor* main_ = nullptr;
-  Sink sink_;
-  std::optional<xen::Store> store_;
-  xen::Watch watch_, release_watch_;
-  daemon::WatchId fd_watch_ = 0;
-  std::set<std::pair<std::uint32_t, std::uint32_t>> known_;
-};
+// Discovery of channel devices: backend/gears directories (dom0/common/discovery.hpp).
+[[nodiscard]] std::unique_ptr<daemon::DiscoverySource> make_channel_discovery();
 
 }  // namespace gears::chan

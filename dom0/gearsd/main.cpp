@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     Daemon d(opts);
     // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
     d.registry().register_factory("channel", gears::chan::make_channel_device);
-    if (!no_discovery) d.add_discovery(std::make_unique<gears::chan::ChannelDiscovery>());
+    if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());
