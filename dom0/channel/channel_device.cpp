@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/channel/protocol.hpp"
+#include "common/hints/hints.hpp"
 #include "common/ring/stream_ring.hpp"
 #include "common/xenbus/nodes.hpp"
 #include "dom0/common/discovery.hpp"
@@ -51,8 +52,8 @@ std::uint32_t count_records(std::span<const std::byte> tlv) {
 
 }  // namespace
 
-ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode)
-    : daemon::Device(std::move(spec)), decode_(std::move(decode)) {}
+ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode, daemon::HintRegistry* registry)
+    : daemon::Device(std::move(spec)), decode_(std::move(decode)), registry_(registry) {}
 
 ChannelDevice::~ChannelDevice() = default;
 
@@ -77,6 +78,7 @@ Status ChannelDevice::start(daemon::Reactor& loop) {
 }
 
 void ChannelDevice::stop() {
+  if (registry_) registry_->clear(domid(), name());
   if (loop_ && store_watch_) loop_->remove(store_watch_);
   store_watch_ = 0;
   disconnect();
@@ -129,6 +131,9 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
           if (!j) return j.error();
           const std::uint32_t n = count_records(tlv);
           hints_.push_back({{"received_ns", channel::now_ns()}, {"hints", std::move(*j)}});
+          if (registry_) {
+            if (auto set = hints::decode(tlv)) (void)registry_->publish(domid(), daemon::HintSource::channel, name(), *set);
+          }
           if (hints_.size() > kMaxHintSets) hints_.erase(hints_.begin());
           return n;
         });
@@ -267,8 +272,8 @@ void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
   xenbus::remove_device_nodes(s, channel_nodes(domu, devid));
 }
 
-std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec) {
-  return std::make_unique<ChannelDevice>(spec, decode_hint_set);
+std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec, daemon::HintRegistry* registry) {
+  return std::make_unique<ChannelDevice>(spec, decode_hint_set, registry);
 }
 
 std::unique_ptr<daemon::DiscoverySource> make_channel_discovery() {

@@ -18,6 +18,7 @@
 #include "common/xenbus/driver.hpp"
 #include "common/xenbus/nodes.hpp"
 #include "dom0/gearsd/device.hpp"
+#include "dom0/gearsd/hint_registry.hpp"
 #include "dom0/gearsd/reactor.hpp"
 
 namespace gears::chan {
@@ -27,7 +28,9 @@ using HintDecoder = std::function<Result<nlohmann::json>(std::span<const std::by
 
 class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:
-  ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode);
+  // `registry` (optional) receives every accepted hint set (source channel, origin = device name); the
+  // device withdraws them when it stops.
+  ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode, daemon::HintRegistry* registry = nullptr);
   ~ChannelDevice() override;
 
   [[nodiscard]] Status start(daemon::Reactor& loop) override;
@@ -47,6 +50,7 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
   void close(const Error& e, const std::string& detail);
 
   HintDecoder decode_;
+  daemon::HintRegistry* registry_ = nullptr;
   daemon::Reactor* loop_ = nullptr;
   std::optional<xen::Store> store_;
   std::optional<xenbus::BackendDriver> driver_;
@@ -69,7 +73,8 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
 [[nodiscard]] Result<nlohmann::json> decode_hint_set(std::span<const std::byte> tlv);
 
 // gearsd's factory for kind "channel".
-[[nodiscard]] std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec);
+[[nodiscard]] std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec,
+                                                                 daemon::HintRegistry* registry = nullptr);
 
 // Creates the xenstore nodes of a channel device the way libxl creates vbd/vif nodes (frontend dir owned by the
 // domU and readable by dom0, backend dir owned by dom0 and readable by the domU). Idempotent. Throws XenError.

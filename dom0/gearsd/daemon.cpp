@@ -209,17 +209,20 @@ void Daemon::verb_hints(const json& req, Reply reply) {
   const auto dom = get_uint(req, "dom", kMaxDomid, true, err);
   if (!dom) return reply(error_response(err));
   json statics = registry_.domain_hints(*dom);
-  bool known = !statics.is_null();
+  json merged = registry_.hints().to_json(*dom);
+  bool known = !statics.is_null() || !merged["records"].empty();
   for (const auto& d : registry_.list()) known = known || d.spec.key.domid == *dom;
   if (!known) return reply(error_response(fmt::format("dom {} has no Gears devices or hints", *dom)));
   const std::uint32_t want = *dom;
   registry_.gather<json>(
       [want](const Device& d) { return d.domid() == want ? d.hints() : json(); },
-      [reply = std::move(reply), want, statics = std::move(statics)](std::vector<Sampled<json>> got) {
+      [reply = std::move(reply), want, statics = std::move(statics),
+       merged = std::move(merged)](std::vector<Sampled<json>> got) {
         json devices = json::object();
         for (auto& s : got)
           if (s.info.spec.key.domid == want) devices[s.info.spec.key.name()] = std::move(s.value);
-        reply({{"ok", true}, {"dom", want}, {"static", statics}, {"devices", std::move(devices)}});
+        reply({{"ok", true}, {"dom", want}, {"static", statics}, {"devices", std::move(devices)},
+               {"registry", merged}});
       });
 }
 
@@ -249,10 +252,12 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   const auto hints = get_string(req, "hints", false, err);
   if (!hints) return reply(error_response(err));
   json parsed_hints;
+  hints::HintSet hint_set;
   if (!hints->empty()) {
     HintCheck hc = check_hint_text(*hints);
     if (!hc.ok) return reply(error_response("hints: " + hc.error));
     parsed_hints = std::move(hc.parsed);
+    hint_set = std::move(hc.set);
   }
 
   // Either {"devices":[{kind,devid,...},...]} or one device given inline as {kind, devid, ...}.
@@ -295,9 +300,9 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   };
   auto st = std::make_shared<Pending>();
   st->left = specs.size();
-  auto finish = [this, st, dom = *dom, hints = *hints, parsed_hints, reply]() {
+  auto finish = [this, st, dom = *dom, hints = *hints, parsed_hints, hint_set, reply]() {
     if (st->first_error.empty()) {
-      if (!hints.empty()) registry_.set_domain_hints(dom, hints, parsed_hints);
+      if (!hints.empty()) registry_.set_domain_hints(dom, hints, parsed_hints, hint_set);
       json names = json::array();
       for (const auto& k : st->ok) names.push_back(k.name());
       return reply({{"ok", true}, {"dom", dom}, {"attached", std::move(names)}});

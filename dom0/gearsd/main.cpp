@@ -48,7 +48,10 @@ int main(int argc, char** argv) {
   try {
     Daemon d(opts);
     // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
-    d.registry().register_factory("channel", gears::chan::make_channel_device);
+    auto& hint_registry = d.registry().hints();
+    d.registry().register_factory("channel", [&hint_registry](const DeviceSpec& spec) {
+      return gears::chan::make_channel_device(spec, &hint_registry);
+    });
     if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
     d.run();
   } catch (const std::exception& e) {

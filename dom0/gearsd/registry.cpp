@@ -115,6 +115,7 @@ void DeviceRegistry::detach(const DeviceKey& key, Done done) {
 
 void DeviceRegistry::detach_domain(std::uint32_t domid, Done done) {
   domain_hints_.erase(domid);
+  hints_.forget_domain(domid);
   std::vector<DeviceKey> keys;
   for (const auto& [key, e] : entries_)
     if (key.domid == domid && e.hosted) keys.push_back(key);
@@ -156,7 +157,9 @@ void DeviceRegistry::shutdown(std::function<void()> done) {
   one_done("");
 }
 
-void DeviceRegistry::set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed) {
+void DeviceRegistry::set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed,
+                                      const hints::HintSet& set) {
+  (void)hints_.publish(domid, HintSource::config, "config", set);
   domain_hints_[domid] = {std::move(text), std::move(parsed)};
 }
 

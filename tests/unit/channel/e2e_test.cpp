@@ -80,7 +80,7 @@ class Dom0 {
       daemon::DeviceSpec spec;
       spec.key = {"channel", dom, 0};
       spec.backend_path = be_dir(dom);
-      auto d = chan::make_channel_device(spec);
+      auto d = chan::make_channel_device(spec, &registry);
       Status s = d->start(loop_);
       if (s) devices_[dom] = std::move(d);
       return s;
@@ -108,6 +108,9 @@ class Dom0 {
     loop_.stop();
     thread_.join();
   }
+
+ public:
+  daemon::HintRegistry registry;  // what gearsd's backends read; outlives the devices
 
  private:
   daemon::Reactor loop_;
@@ -271,6 +274,14 @@ TEST_F(ChannelE2E, ConnectHintsBulkMsgsPingCloseReconnect) {
       EXPECT_EQ(h[1]["hints"]["scope"], "process");
       EXPECT_EQ(h[1]["hints"]["process"]["comm"], "mpv");
       EXPECT_EQ(h[1]["hints"]["role"], "media");
+      // ... and in the registry the backends read, under the device's name.
+      const auto recs = dom0.registry.snapshot(5);
+      ASSERT_EQ(recs.size(), 3U);
+      EXPECT_EQ(recs[0].origin, "channel/0");
+      EXPECT_EQ(recs[0].source, daemon::HintSource::channel);
+      EXPECT_EQ(dom0.registry.effective(5, hints::DevType::vif, 0).qos->cls, hints::kGold);
+      EXPECT_EQ(daemon::hint_subject(recs[1].set), "process:pid=42");
+      EXPECT_TRUE(dom0.registry.snapshot(6).empty());
 
       // Bulk both ways, checksummed by both ends and against the expected stream.
       auto up = ch.session().bulk_up(kBulk, 7, true);
