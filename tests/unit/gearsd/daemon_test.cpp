@@ -152,7 +152,7 @@ TEST(Daemon, AttachListStatsHintsDetach) {
   EXPECT_EQ(r["devices"]["probe/1"]["source"], "probe");
   ASSERT_EQ(r["registry"]["records"].size(), 1U) << r.dump();  // what backends read
   EXPECT_EQ(r["registry"]["records"][0]["origin"], "config");
-  EXPECT_EQ(f.daemon->registry().hints().effective(5, hints::DevType::vbd, 0).rate_bps, 10'000'000U);
+  EXPECT_EQ(f.daemon->registry().hints().effective(5, gears::hints::DevType::vbd, 0).rate_bps, 10'000'000U);
 
   r = f.ask({{"verb", "detach"}, {"dom", 5}, {"kind", "probe"}, {"devid", 1}});
   EXPECT_EQ(r["ok"], true) << r.dump();
