@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 
 #include <charconv>
+#include <cstring>
 #include <vector>
 
 #include "common/channel/protocol.hpp"
@@ -78,6 +79,7 @@ Status ChannelDevice::start(daemon::Reactor& loop) {
 }
 
 void ChannelDevice::stop() {
+  finish_bench({{"ok", false}, {"error", "the channel device was detached"}});
   if (registry_) registry_->clear(domid(), name());
   if (loop_ && store_watch_) loop_->remove(store_watch_);
   store_watch_ = 0;
@@ -158,6 +160,7 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
 }
 
 void ChannelDevice::disconnect() {
+  if (bench_) finish_bench({{"ok", false}, {"error", "the channel closed before the agent answered"}});
   if (loop_ && evtchn_watch_) loop_->remove(evtchn_watch_);
   evtchn_watch_ = 0;
   if (session_) accumulate(totals_, session_->stats());
@@ -221,6 +224,100 @@ void ChannelDevice::close(const Error& e, const std::string& detail) {
   disconnect();
 }
 
+namespace {
+// A JSON integer in [1, max] (parsed socket JSON holds unsigned, C++-built JSON signed values).
+std::optional<std::uint64_t> positive(const nlohmann::json& j, std::uint64_t max) {
+  if (j.is_number_unsigned()) {
+    const auto v = j.get<std::uint64_t>();
+    if (v >= 1 && v <= max) return v;
+  } else if (j.is_number_integer()) {
+    const auto v = j.get<std::int64_t>();
+    if (v >= 1 && static_cast<std::uint64_t>(v) <= max) return static_cast<std::uint64_t>(v);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+void ChannelDevice::control(const nlohmann::json& req, ControlDone done) {
+  using nlohmann::json;
+  auto fail = [&](const std::string& why) { done({{"ok", false}, {"error", why}}); };
+  const auto op = req.value("op", std::string());
+  if (op != "bench") return fail("unknown channel operation '" + op.substr(0, 32) + "' (known: bench)");
+  if (!session_) return fail("the channel is not connected (is `gears-front agent` running in the guest?)");
+  if (!(session_->peer_features() & channel::kFeatureAgent))
+    return fail("the guest's frontend is not an agent: run `gears-front agent` in the guest");
+  if (bench_ || session_->bench_outstanding()) return fail("a benchmark is already running on this channel");
+  channel::BenchRequest br;
+  const auto what = req.value("what", std::string("bulk_up"));
+  if (what == "bulk_up") br.kind = channel::BenchKind::BulkUp;
+  else if (what == "bulk_down") br.kind = channel::BenchKind::BulkDown;
+  else if (what == "msgs") br.kind = channel::BenchKind::Msgs;
+  else if (what == "rtt") br.kind = channel::BenchKind::Rtt;
+  else return fail("bench: 'what' must be bulk_up, bulk_down, msgs or rtt");
+  const bool bulk = br.kind == channel::BenchKind::BulkUp || br.kind == channel::BenchKind::BulkDown;
+  const json amount = req.value("amount", json(bulk ? 64ULL << 20U : br.kind == channel::BenchKind::Msgs ? 100000U : 1000U));
+  const std::uint64_t max_amount = bulk ? channel::kMaxBenchBytes : channel::kMaxBenchCount;
+  const auto n = positive(amount, max_amount);
+  if (!n) return fail("bench: 'amount' must be 1.." + std::to_string(max_amount));
+  br.amount = *n;
+  if (br.kind == channel::BenchKind::Msgs) {
+    const json size = req.value("size", json(64));
+    const auto sz = positive(size, channel::kMaxFrame);
+    if (!sz) return fail("bench: 'size' must be 1.." + std::to_string(channel::kMaxFrame));
+    br.size = static_cast<std::uint32_t>(*sz);
+  }
+  const json verify = req.value("verify", json(true));
+  if (!verify.is_boolean()) return fail("bench: 'verify' must be true or false");
+  br.verify = verify.get<bool>();
+  const json timeout = req.value("timeout_s", json(600));
+  const auto timeout_s = positive(timeout, 86400);
+  if (!timeout_s) return fail("bench: 'timeout_s' must be 1..86400");
+  br.id = next_bench_id_++;
+
+  const auto t0 = channel::now_ns();
+  auto sink = [this, what, br, t0](const channel::BenchResult& r) {
+    if (!bench_ || bench_->id != r.id) return;  // timed out earlier: nobody waits for it any more
+    const double secs = static_cast<double>(r.elapsed_ns) / 1e9;
+    json res = {{"what", what}, {"amount", r.amount}, {"seconds", secs}, {"match", r.match},
+                {"status", r.status}, {"dom0_seconds", static_cast<double>(channel::now_ns() - t0) / 1e9}};
+    if (br.kind == channel::BenchKind::BulkUp || br.kind == channel::BenchKind::BulkDown)
+      res["mb_per_s"] = secs > 0 ? static_cast<double>(r.amount) / 1e6 / secs : 0.0;
+    if (br.kind == channel::BenchKind::Msgs) {
+      res["size"] = br.size;
+      res["msgs_per_s"] = secs > 0 ? static_cast<double>(r.amount) / secs : 0.0;
+    }
+    if (br.kind == channel::BenchKind::Rtt) {
+      res["p50_us"] = static_cast<double>(r.p50_ns) / 1e3;
+      res["mean_us"] = r.amount ? static_cast<double>(r.elapsed_ns) / 1e3 / static_cast<double>(r.amount) : 0.0;
+    }
+    if (r.status != 0) {
+      finish_bench({{"ok", false}, {"error", "the agent's measurement failed: " + std::string(std::strerror(static_cast<int>(r.status)))},
+                    {"result", res}});
+      return;
+    }
+    ++benches_;
+    finish_bench({{"ok", true}, {"result", res}});
+  };
+  if (auto s = session_->request_bench(br, sink); !s) return fail(std::string("bench: ") + std::string(s.error().what));
+  bench_ = PendingBench{std::move(done), 0, br.id};
+  auto t = loop_->add_timer(std::chrono::seconds(*timeout_s), std::chrono::nanoseconds(0),
+                            [this, alive = std::weak_ptr<const char>(alive_)] {
+                              if (alive.expired() || !bench_) return;
+                              bench_->timer = 0;  // one-shot: already removed
+                              finish_bench({{"ok", false}, {"error", "the agent did not answer in time"}});
+                            });
+  if (t) bench_->timer = *t;
+  pump();
+}
+
+void ChannelDevice::finish_bench(nlohmann::json reply) {
+  if (!bench_) return;
+  auto b = std::move(*bench_);
+  bench_.reset();
+  if (b.timer && loop_) loop_->remove(b.timer);
+  b.done(std::move(reply));
+}
+
 nlohmann::json ChannelDevice::stats() const {
   channel::BackendStats st = totals_;
   if (session_) accumulate(st, session_->stats());
@@ -236,6 +333,8 @@ nlohmann::json ChannelDevice::stats() const {
           {"pings", st.pings},
           {"events", events_},
           {"connects", connects_},
+          {"agent", session_ != nullptr && (session_->peer_features() & channel::kFeatureAgent) != 0},
+          {"benches", benches_},
           {"last_error", last_error_}};
 }
 

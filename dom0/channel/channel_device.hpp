@@ -38,6 +38,9 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
   [[nodiscard]] nlohmann::json stats() const override;
   void metrics(daemon::MetricSet& out) const override;
   [[nodiscard]] nlohmann::json hints() const override;
+  // op "bench": {"what":"bulk_up|bulk_down|msgs|rtt","amount":N,"size":B,"verify":bool,"timeout_s":S}.
+  // The guest must run `gears-front agent`; the reply carries the agent's measurement (see docs/CHANNEL.md).
+  void control(const nlohmann::json& request, ControlDone done) override;
 
  private:
   Status advertise(xen::StoreOps& t, const std::string& be_path) override;
@@ -48,6 +51,16 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
   void on_event();
   void pump();
   void close(const Error& e, const std::string& detail);
+  void finish_bench(nlohmann::json reply);
+
+  struct PendingBench {
+    ControlDone done;
+    daemon::WatchId timer = 0;
+    std::uint32_t id = 0;
+  };
+  std::optional<PendingBench> bench_;
+  std::uint32_t next_bench_id_ = 1;
+  std::uint64_t benches_ = 0;
 
   HintDecoder decode_;
   daemon::HintRegistry* registry_ = nullptr;

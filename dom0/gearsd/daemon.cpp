@@ -189,12 +189,13 @@ void Daemon::handle(const json& req, Reply reply) {
   if (verb == "stats") return verb_stats(req, std::move(counted));
   if (verb == "attach") return verb_attach(req, std::move(counted));
   if (verb == "detach") return verb_detach(req, std::move(counted));
+  if (verb == "control") return verb_control(req, std::move(counted));
   if (verb == "metrics") {
     return render_metrics([counted = std::move(counted)](std::string text) {
       counted({{"ok", true}, {"text", std::move(text)}});
     });
   }
-  counted(error_response(fmt::format("unknown verb '{}' (known: attach, detach, hints, list, metrics, stats, version)",
+  counted(error_response(fmt::format("unknown verb '{}' (known: attach, control, detach, hints, list, metrics, stats, version)",
                                      verb.substr(0, 64))));
 }
 
@@ -320,6 +321,21 @@ void Daemon::verb_attach(const json& req, Reply reply) {
       if (--st->left == 0) finish();
     });
   }
+}
+
+// {"verb":"control","dom":D,"kind":K,"devid":N,"op":...}: a device-specific operation (Device::control).
+void Daemon::verb_control(const json& req, Reply reply) {
+  std::string err;
+  const auto dom = get_uint(req, "dom", kMaxDomid, true, err);
+  if (!dom) return reply(error_response(err));
+  const auto kind = get_string(req, "kind", true, err);
+  if (!kind) return reply(error_response(err));
+  if (!valid_device_kind(*kind)) return reply(error_response(fmt::format("invalid device kind '{}'", kind->substr(0, 64))));
+  const auto devid = get_uint(req, "devid", kMaxDevid, false, err, 0);
+  if (!devid) return reply(error_response(err));
+  const auto op = get_string(req, "op", true, err);
+  if (!op) return reply(error_response(err));
+  registry_.control(DeviceKey{*kind, *dom, *devid}, req, std::move(reply));
 }
 
 void Daemon::verb_detach(const json& req, Reply reply) {

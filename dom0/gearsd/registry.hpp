@@ -59,6 +59,8 @@ class DeviceRegistry {
   void attach(DeviceSpec spec, Done done);
   // Stops and destroys the device on its worker; `done` runs after that.
   void detach(const DeviceKey& key, Done done);
+  // Runs Device::control(request) on the device's worker; `done` gets the reply on the main thread.
+  void control(const DeviceKey& key, nlohmann::json request, std::function<void(nlohmann::json)> done);
   // Detaches every device of `domid` and forgets its static hints.
   void detach_domain(std::uint32_t domid, Done done);
   // Entry point for DiscoverySources (via the main Reactor).
