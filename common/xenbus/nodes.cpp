@@ -76,4 +76,16 @@ Result<std::uint64_t> read_uint_or(xen::Store& s, const std::string& path, std::
   return r;
 }
 
+Result<unsigned> read_num_queues(xen::Store& s, const std::string& fe_path, unsigned max_queues) {
+  auto v = s.read(fe_path + "/" + std::string(kNumQueuesKey));
+  if (!v) return 1U;
+  auto n = parse_uint(*v, max_queues);
+  if (!n || *n == 0) return Error{EPROTO, "multi-queue-num-queues malformed, 0, or above multi-queue-max-queues"};
+  return static_cast<unsigned>(*n);
+}
+
+std::string queue_path(const std::string& fe_path, unsigned i, unsigned n) {
+  return n <= 1 ? fe_path : fe_path + "/queue-" + std::to_string(i);
+}
+
 }  // namespace gears::xenbus

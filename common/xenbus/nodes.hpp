@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -45,5 +46,17 @@ void remove_device_nodes(xen::Store& s, const DeviceNodes& n);
                                                  std::uint64_t dflt);
 // Parses a decimal string the same way.
 [[nodiscard]] Result<std::uint64_t> parse_uint(std::string_view text, std::uint64_t max);
+
+// ---- Multi-queue (blkif and netif use the same keys) --------------------------------------------------------
+// The backend advertises `multi-queue-max-queues` = M; a frontend that wants N > 1 queues writes
+// `multi-queue-num-queues` = N (1 <= N <= M) and puts each queue's ring refs and event channels under
+// `queue-<i>/`; with one queue (key absent, or N = 1) they sit directly in the frontend directory.
+inline constexpr std::string_view kMaxQueuesKey = "multi-queue-max-queues";
+inline constexpr std::string_view kNumQueuesKey = "multi-queue-num-queues";
+
+// The frontend's queue count: 1 when absent; EPROTO when malformed, 0, or above `max_queues`.
+[[nodiscard]] Result<unsigned> read_num_queues(xen::Store& s, const std::string& fe_path, unsigned max_queues);
+// Where queue `i` of `n` keeps its keys.
+[[nodiscard]] std::string queue_path(const std::string& fe_path, unsigned i, unsigned n);
 
 }  // namespace gears::xenbus

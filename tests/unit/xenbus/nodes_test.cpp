@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "tests/fake/fake.hpp"
 
 namespace gears::xenbus {
@@ -82,6 +84,22 @@ TEST_F(NodesTest, ReadUintTellsMissingFromMalformed) {
   EXPECT_EQ(read_uint(s, "/t/none", 1).error().code, ENOENT);
   EXPECT_EQ(read_uint_or(s, "/t/none", 1, 1).value(), 1U);
   EXPECT_EQ(read_uint_or(s, "/t/bad", 1, 1).error().code, EPROTO);
+}
+
+TEST_F(NodesTest, MultiQueueKeys) {
+  xen::Store s;
+  const std::string fe = "/local/domain/5/device/vif/0";
+  EXPECT_EQ(read_num_queues(s, fe, 4).value(), 1U);  // absent: one queue
+  EXPECT_EQ(queue_path(fe, 0, 1), fe);
+  for (const char* ok : {"1", "4"}) {
+    ASSERT_TRUE(s.write(fe + "/multi-queue-num-queues", ok));
+    EXPECT_EQ(read_num_queues(s, fe, 4).value(), static_cast<unsigned>(std::atoi(ok)));
+  }
+  for (const char* bad : {"0", "5", "-1", "two", ""}) {
+    ASSERT_TRUE(s.write(fe + "/multi-queue-num-queues", bad));
+    EXPECT_EQ(read_num_queues(s, fe, 4).error().code, EPROTO) << bad;
+  }
+  EXPECT_EQ(queue_path(fe, 3, 4), fe + "/queue-3");
 }
 
 }  // namespace
