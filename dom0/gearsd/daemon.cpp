@@ -174,7 +174,7 @@ void Daemon::begin_shutdown(const std::string& why) {
 
 void Daemon::handle(const json& req, Reply reply) {
   const std::string verb = req.value("verb", "");
-  static const std::set<std::string> kVerbs = {"list", "hints", "stats", "attach", "detach", "version", "metrics"};
+  static const std::set<std::string> kVerbs = {"list", "hints", "stats", "attach", "detach", "version", "metrics", "control"};
   ++requests_[kVerbs.count(verb) ? verb : "unknown"];
   spdlog::debug("control: {}", req.dump(-1, ' ', false, json::error_handler_t::replace));
   Reply counted = [this, reply = std::move(reply)](json resp) {
