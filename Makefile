@@ -4,15 +4,18 @@
 #   make test   unit tests (ASan+UBSan build), then unit + lab tests on real Xen
 #   make demo   deps, build, boot the lab, run the main job
 #   make bench  benchmarks in the lab -> build/bench/results.json + plots
+#   make fuzz   libFuzzer targets (clang), each run FUZZ_SECONDS on a scratch copy of its seed corpus
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD ?= build
 REL := $(BUILD)/rel
 ASAN := $(BUILD)/asan
+FUZZ := $(BUILD)/fuzz
+FUZZ_SECONDS ?= 60
 WERROR ?= ON
 CMAKE_COMMON := -DGEARS_WERROR=$(WERROR)
 
-.PHONY: all build asan deps test unit-test lab-test demo bench clean lab-up lab-down format
+.PHONY: all build asan deps test unit-test lab-test demo bench fuzz clean lab-up lab-down format
 
 all: build
 
@@ -51,6 +54,20 @@ demo: deps
 
 bench: build
 	./bench/run
+
+# New crashers land in $(FUZZ)/artifacts; new coverage stays in $(FUZZ)/corpus (copy useful inputs into
+# tests/fuzz/corpus/<target>/ so the unit replay keeps them).
+fuzz:
+	cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
+	  -DGEARS_FUZZ=ON $(CMAKE_COMMON)
+	cmake --build $(FUZZ) -j $(JOBS) --target $$(cd tests/fuzz/corpus && for d in *; do printf 'gears-fuzz-%s ' $$d; done)
+	@set -e; mkdir -p $(FUZZ)/artifacts; for d in tests/fuzz/corpus/*; do t=$$(basename $$d); \
+	  mkdir -p $(FUZZ)/corpus/$$t; cp -n $$d/* $(FUZZ)/corpus/$$t/ 2>/dev/null || true; \
+	  bin=$$(find $(FUZZ) -name gears-fuzz-$$t -type f -perm -u+x | head -n1); \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $$bin -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ)/artifacts/$$t- -print_final_stats=1 \
+	    $(FUZZ)/corpus/$$t 2>&1 | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz: $$t FAILED (see $(FUZZ)/artifacts)"; exit 1; }; done
 
 lab-up: build
 	./lab/labctl up

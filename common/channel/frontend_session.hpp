@@ -41,9 +41,9 @@ class FrontendSession {
       : out_(up, notifier, max_frame), in_(down, notifier, max_frame), waiter_(waiter), scratch_(max_frame),
         timeout_ms_(timeout_ms) {}
 
-  [[nodiscard]] Result<Hello> hello() {
+  [[nodiscard]] Result<Hello> hello(std::uint32_t features = 0) {
     std::byte b[kHelloSize];
-    encode(Hello{}, std::span<std::byte, kHelloSize>(b));
+    encode(Hello{kVersion, features}, std::span<std::byte, kHelloSize>(b));
     if (auto s = send(FrameType::Hello, b); !s) return s.error();
     auto f = expect(FrameType::Hello);
     if (!f) return f.error();
@@ -189,6 +189,63 @@ class FrontendSession {
     return now_ns() - t0;
   }
 
+  // Agent mode: waits up to idle_ms for dom0's next BenchRequest, runs it and answers with a BenchResult.
+  // Returns false when nothing came. A failed measurement is reported to dom0 (status = errno) and also
+  // returned, since the channel may no longer be usable.
+  [[nodiscard]] Result<bool> serve_one(int idle_ms) {
+    auto h = next_frame(idle_ms);
+    if (!h) return h.error();
+    if (!*h) return false;
+    if ((*h)->type != static_cast<std::uint16_t>(FrameType::BenchRequest))
+      return Error{EPROTO, "channel: unexpected frame from dom0 while idle"};
+    auto req = decode_bench_request(std::span<const std::byte>(scratch_.data(), (*h)->len));
+    if (!req) return req.error();
+    BenchResult res;
+    res.id = req->id;
+    res.amount = req->amount;
+    std::optional<Error> failed;
+    const std::uint64_t t0 = now_ns();
+    switch (req->kind) {
+      case BenchKind::BulkUp:
+      case BenchKind::BulkDown: {
+        auto r = req->kind == BenchKind::BulkUp ? bulk_up(req->amount, req->id, req->verify)
+                                                : bulk_down(req->amount, req->id, req->verify);
+        if (!r) failed = r.error();
+        else res.match = !req->verify || r->match();
+        break;
+      }
+      case BenchKind::Msgs: {
+        auto r = msgs(req->amount, req->size);
+        if (!r) failed = r.error();
+        else res.match = r->match;
+        break;
+      }
+      case BenchKind::Rtt: {
+        std::vector<std::uint64_t> rtts;
+        rtts.reserve(std::min<std::uint64_t>(req->amount, 1U << 20U));
+        for (std::uint64_t i = 1; i <= req->amount && !failed; ++i) {
+          auto r = ping(i);
+          if (!r) failed = r.error();
+          else if (rtts.size() < rtts.capacity()) rtts.push_back(*r);
+        }
+        if (!rtts.empty()) {
+          std::nth_element(rtts.begin(), rtts.begin() + static_cast<std::ptrdiff_t>(rtts.size() / 2), rtts.end());
+          res.p50_ns = rtts[rtts.size() / 2];
+        }
+        res.match = !failed;
+        break;
+      }
+    }
+    res.elapsed_ns = now_ns() - t0;
+    if (failed) res.status = static_cast<std::uint32_t>(failed->code);
+    std::byte b[kBenchResultSize];
+    encode(res, std::span<std::byte, kBenchResultSize>(b));
+    if (auto s = send(FrameType::BenchResult, b); !s) return s.error();
+    if (auto s = out_.flush(); !s) return s.error();
+    if (failed) return *failed;
+    return true;
+  }
+
   // Raw frame, for tests that speak nonsense on purpose.
   [[nodiscard]] Status send_raw(std::uint16_t type, std::span<const std::byte> payload) {
     return send(static_cast<FrameType>(type), payload);
@@ -224,17 +281,24 @@ class FrontendSession {
 
   // Next frame into scratch_.
   Result<ring::FrameHeader> next_frame() {
+    auto h = next_frame(timeout_ms_);
+    if (!h) return h.error();
+    if (!*h) return Error{ETIMEDOUT, "channel: no answer from dom0"};
+    return **h;
+  }
+  // Same, but nothing within timeout_ms is not an error.
+  Result<std::optional<ring::FrameHeader>> next_frame(int timeout_ms) {
     if (auto s = out_.flush(); !s) return s.error();
     for (;;) {
       auto r = in_.read_frame(scratch_);
       if (!r) return r.error();
-      if (r->has_value()) return **r;
+      if (r->has_value()) return std::optional<ring::FrameHeader>(**r);
       auto w = in_.prepare_wait();
       if (!w) return w.error();
       if (!*w) continue;
-      auto k = waiter_.wait(timeout_ms_);
+      auto k = waiter_.wait(timeout_ms);
       if (!k) return k.error();
-      if (!*k) return Error{ETIMEDOUT, "channel: no answer from dom0"};
+      if (!*k) return std::optional<ring::FrameHeader>();
     }
   }
 

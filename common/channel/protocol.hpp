@@ -23,6 +23,12 @@
 //   Ping/Pong both  {u64 seq, u64 t_ns}
 //   Msg       up    small message (channel.msgs benchmark)
 //   MsgEnd    both  {u64 count, u64 checksum}
+//   BenchRequest down {u32 id, u8 kind, u8 verify, u16 0, u64 amount, u32 size, u32 0}   dom0 asks an agent
+//   BenchResult  up   {u32 id, u32 status, u64 amount, u64 elapsed_ns, u64 p50_ns, u8 match, u8[7] 0}
+// Agent mode: a frontend whose Hello sets kFeatureAgent serves BenchRequests (one at a time): it runs the
+// named measurement with the ordinary frontend-initiated frames above, then answers with a BenchResult.
+// dom0 sends a BenchRequest only to such a frontend, and never a second one before the first's result; a
+// BenchResult nobody asked for is a protocol violation.
 // Any other type, a malformed payload, a Data frame outside a bulk transfer, or too many control frames
 // per second or more than 4096 unread replies (flood) is a protocol violation: dom0 closes the channel and logs why.
 #pragma once
@@ -54,7 +60,14 @@ enum class FrameType : std::uint16_t {
   Pong = 8,
   Msg = 9,
   MsgEnd = 10,
+  BenchRequest = 11,
+  BenchResult = 12,
 };
+
+inline constexpr std::uint32_t kFeatureAgent = 1U << 0U;  // Hello.features from the frontend
+
+enum class BenchKind : std::uint8_t { BulkUp = 1, BulkDown = 2, Msgs = 3, Rtt = 4 };
+[[nodiscard]] std::string_view bench_kind_name(BenchKind k);  // "bulk_up", "bulk_down", "msgs", "rtt"
 
 enum class Direction : std::uint8_t { Up = 0, Down = 1 };
 
@@ -85,12 +98,35 @@ struct MsgEnd {
   std::uint64_t checksum = 0;
 };
 
+// amount: bytes (bulk), messages (msgs) or round trips (rtt); size: message bytes (msgs only, else 0).
+struct BenchRequest {
+  std::uint32_t id = 0;
+  BenchKind kind = BenchKind::BulkUp;
+  bool verify = true;
+  std::uint64_t amount = 0;
+  std::uint32_t size = 0;
+};
+// status: 0 or the errno of the agent's failure. p50_ns: median round trip (rtt), else 0.
+struct BenchResult {
+  std::uint32_t id = 0;
+  std::uint32_t status = 0;
+  std::uint64_t amount = 0;
+  std::uint64_t elapsed_ns = 0;
+  std::uint64_t p50_ns = 0;
+  bool match = false;
+};
+// Bounds an agent accepts (and dom0 asks for at most).
+inline constexpr std::uint64_t kMaxBenchBytes = 64ULL << 30U;
+inline constexpr std::uint64_t kMaxBenchCount = 100'000'000ULL;
+
 inline constexpr std::size_t kHelloSize = 8;
 inline constexpr std::size_t kHintsAckSize = 8;
 inline constexpr std::size_t kBulkBeginSize = 24;
 inline constexpr std::size_t kBulkEndSize = 16;
 inline constexpr std::size_t kPingSize = 16;
 inline constexpr std::size_t kMsgEndSize = 16;
+inline constexpr std::size_t kBenchRequestSize = 24;
+inline constexpr std::size_t kBenchResultSize = 40;
 
 // Encoders write exactly k*Size bytes into `out` (which must be at least that long).
 void encode(const Hello& m, std::span<std::byte, kHelloSize> out);
@@ -99,6 +135,8 @@ void encode(const BulkBegin& m, std::span<std::byte, kBulkBeginSize> out);
 void encode(const BulkEnd& m, std::span<std::byte, kBulkEndSize> out);
 void encode(const Ping& m, std::span<std::byte, kPingSize> out);
 void encode(const MsgEnd& m, std::span<std::byte, kMsgEndSize> out);
+void encode(const BenchRequest& m, std::span<std::byte, kBenchRequestSize> out);
+void encode(const BenchResult& m, std::span<std::byte, kBenchResultSize> out);
 
 // Decoders are strict: exact length, enum values in range, reserved bytes zero.
 [[nodiscard]] Result<Hello> decode_hello(std::span<const std::byte> in);
@@ -107,6 +145,9 @@ void encode(const MsgEnd& m, std::span<std::byte, kMsgEndSize> out);
 [[nodiscard]] Result<BulkEnd> decode_bulk_end(std::span<const std::byte> in);
 [[nodiscard]] Result<Ping> decode_ping(std::span<const std::byte> in);
 [[nodiscard]] Result<MsgEnd> decode_msg_end(std::span<const std::byte> in);
+// Also bounds the request: kind known, amount in (0, kMaxBench*], size 1..kMaxFrame for msgs, 0 otherwise.
+[[nodiscard]] Result<BenchRequest> decode_bench_request(std::span<const std::byte> in);
+[[nodiscard]] Result<BenchResult> decode_bench_result(std::span<const std::byte> in);
 
 [[nodiscard]] std::string_view frame_name(std::uint16_t type);
 

@@ -49,6 +49,7 @@ template <class N>
 class BackendSession {
  public:
   using HintSink = std::function<Result<std::uint32_t>(std::span<const std::byte>)>;
+  using BenchSink = std::function<void(const BenchResult&)>;
 
   BackendSession(std::span<std::byte> up, std::span<std::byte> down, N& notifier, std::uint32_t max_frame,
                  HintSink on_hints)
@@ -93,6 +94,23 @@ class BackendSession {
     return PumpResult::Again;
   }
 
+  // Agent mode (protocol.hpp): asks the frontend to run a measurement. EOPNOTSUPP: the frontend is not an
+  // agent; EBUSY: a request is outstanding. The result arrives through `sink` during a later pump().
+  // Queued only: the caller pumps to send it.
+  [[nodiscard]] Status request_bench(const BenchRequest& req, BenchSink sink) {
+    if (!(peer_features_ & kFeatureAgent)) return Error{EOPNOTSUPP, "channel: the frontend is not an agent"};
+    if (bench_sink_) return Error{EBUSY, "channel: a bench request is outstanding"};
+    std::byte b[kBenchRequestSize];
+    encode(req, std::span<std::byte, kBenchRequestSize>(b));
+    queue_control(FrameType::BenchRequest, b);
+    if (violation_) return *violation_;
+    bench_id_ = req.id;
+    bench_sink_ = std::move(sink);
+    return {};
+  }
+  [[nodiscard]] bool bench_outstanding() const { return static_cast<bool>(bench_sink_); }
+  [[nodiscard]] std::uint32_t peer_features() const { return peer_features_; }
+
   [[nodiscard]] const BackendStats& stats() const { return stats_; }
   [[nodiscard]] const std::string& detail() const { return detail_; }
 
@@ -113,6 +131,7 @@ class BackendSession {
         auto m = decode_hello(p);
         if (!m) return violate(m.error(), "bad Hello");
         if (m->version != kVersion) return violate({EPROTO, "channel: unsupported version"}, "Hello version");
+        peer_features_ = m->features;
         Hello reply;
         std::byte b[kHelloSize];
         encode(reply, std::span<std::byte, kHelloSize>(b));
@@ -181,8 +200,19 @@ class BackendSession {
         if (!m) return violate(m.error(), "bad BulkEnd");
         return;  // the sender's own checksum; the guest compares with ours
       }
+      case FrameType::BenchResult: {
+        auto m = decode_bench_result(p);
+        if (!m) return violate(m.error(), "bad BenchResult");
+        if (!bench_sink_ || m->id != bench_id_)
+          return violate({EPROTO, "channel: BenchResult nobody asked for"}, "bench id " + std::to_string(m->id));
+        auto sink = std::move(bench_sink_);
+        bench_sink_ = nullptr;
+        sink(*m);
+        return;
+      }
       case FrameType::HintsAck:
       case FrameType::Pong:
+      case FrameType::BenchRequest:
         return violate({EPROTO, "channel: frame type not valid from the frontend"}, std::string(frame_name(h.type)));
     }
     violate({EPROTO, "channel: unknown frame type"}, "type " + std::to_string(h.type));
@@ -293,6 +323,9 @@ class BackendSession {
   ring::StreamProducer<N&> out_;
   std::vector<std::byte> scratch_;
   HintSink on_hints_;
+  std::uint32_t peer_features_ = 0;
+  BenchSink bench_sink_;
+  std::uint32_t bench_id_ = 0;
   std::optional<Error> violation_;
   std::string detail_;
   BackendStats stats_;

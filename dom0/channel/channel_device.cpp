@@ -4,22 +4,21 @@
 #include <sys/epoll.h>
 
 #include <charconv>
+#include <cstring>
 #include <vector>
 
 #include "common/channel/protocol.hpp"
+#include "common/hints/hints.hpp"
 #include "common/ring/stream_ring.hpp"
+#include "common/xenbus/nodes.hpp"
+#include "dom0/common/discovery.hpp"
 
 namespace gears::chan {
 namespace {
 
 constexpr std::size_t kMaxHintSets = 64;  // newest kept per device
 
-std::string be_dir(domid_t domu, unsigned devid) {
-  return "/local/domain/0/backend/gears/" + std::to_string(domu) + "/" + std::to_string(devid);
-}
-std::string fe_dir(domid_t domu, unsigned devid) {
-  return "/local/domain/" + std::to_string(domu) + "/device/gears/" + std::to_string(devid);
-}
+std::string be_dir(domid_t domu, unsigned devid) { return channel_nodes(domu, devid).be_path(); }
 
 // Strict decimal read of a frontend-written key: digits only, bounded.
 Result<std::uint32_t> read_u32(xen::Store& s, const std::string& path, std::uint32_t max) {
@@ -54,8 +53,8 @@ std::uint32_t count_records(std::span<const std::byte> tlv) {
 
 }  // namespace
 
-ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode)
-    : daemon::Device(std::move(spec)), decode_(std::move(decode)) {}
+ChannelDevice::ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode, daemon::HintRegistry* registry)
+    : daemon::Device(std::move(spec)), decode_(std::move(decode)), registry_(registry) {}
 
 ChannelDevice::~ChannelDevice() = default;
 
@@ -80,6 +79,8 @@ Status ChannelDevice::start(daemon::Reactor& loop) {
 }
 
 void ChannelDevice::stop() {
+  finish_bench({{"ok", false}, {"error", "the channel device was detached"}});
+  if (registry_) registry_->clear(domid(), name());
   if (loop_ && store_watch_) loop_->remove(store_watch_);
   store_watch_ = 0;
   disconnect();
@@ -132,6 +133,9 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
           if (!j) return j.error();
           const std::uint32_t n = count_records(tlv);
           hints_.push_back({{"received_ns", channel::now_ns()}, {"hints", std::move(*j)}});
+          if (registry_) {
+            if (auto set = hints::decode(tlv)) (void)registry_->publish(domid(), daemon::HintSource::channel, name(), *set);
+          }
           if (hints_.size() > kMaxHintSets) hints_.erase(hints_.begin());
           return n;
         });
@@ -156,6 +160,7 @@ Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t
 }
 
 void ChannelDevice::disconnect() {
+  if (bench_) finish_bench({{"ok", false}, {"error", "the channel closed before the agent answered"}});
   if (loop_ && evtchn_watch_) loop_->remove(evtchn_watch_);
   evtchn_watch_ = 0;
   if (session_) accumulate(totals_, session_->stats());
@@ -219,6 +224,100 @@ void ChannelDevice::close(const Error& e, const std::string& detail) {
   disconnect();
 }
 
+namespace {
+// A JSON integer in [1, max] (parsed socket JSON holds unsigned, C++-built JSON signed values).
+std::optional<std::uint64_t> positive(const nlohmann::json& j, std::uint64_t max) {
+  if (j.is_number_unsigned()) {
+    const auto v = j.get<std::uint64_t>();
+    if (v >= 1 && v <= max) return v;
+  } else if (j.is_number_integer()) {
+    const auto v = j.get<std::int64_t>();
+    if (v >= 1 && static_cast<std::uint64_t>(v) <= max) return static_cast<std::uint64_t>(v);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+void ChannelDevice::control(const nlohmann::json& req, ControlDone done) {
+  using nlohmann::json;
+  auto fail = [&](const std::string& why) { done({{"ok", false}, {"error", why}}); };
+  const auto op = req.value("op", std::string());
+  if (op != "bench") return fail("unknown channel operation '" + op.substr(0, 32) + "' (known: bench)");
+  if (!session_) return fail("the channel is not connected (is `gears-front agent` running in the guest?)");
+  if (!(session_->peer_features() & channel::kFeatureAgent))
+    return fail("the guest's frontend is not an agent: run `gears-front agent` in the guest");
+  if (bench_ || session_->bench_outstanding()) return fail("a benchmark is already running on this channel");
+  channel::BenchRequest br;
+  const auto what = req.value("what", std::string("bulk_up"));
+  if (what == "bulk_up") br.kind = channel::BenchKind::BulkUp;
+  else if (what == "bulk_down") br.kind = channel::BenchKind::BulkDown;
+  else if (what == "msgs") br.kind = channel::BenchKind::Msgs;
+  else if (what == "rtt") br.kind = channel::BenchKind::Rtt;
+  else return fail("bench: 'what' must be bulk_up, bulk_down, msgs or rtt");
+  const bool bulk = br.kind == channel::BenchKind::BulkUp || br.kind == channel::BenchKind::BulkDown;
+  const json amount = req.value("amount", json(bulk ? 64ULL << 20U : br.kind == channel::BenchKind::Msgs ? 100000U : 1000U));
+  const std::uint64_t max_amount = bulk ? channel::kMaxBenchBytes : channel::kMaxBenchCount;
+  const auto n = positive(amount, max_amount);
+  if (!n) return fail("bench: 'amount' must be 1.." + std::to_string(max_amount));
+  br.amount = *n;
+  if (br.kind == channel::BenchKind::Msgs) {
+    const json size = req.value("size", json(64));
+    const auto sz = positive(size, channel::kMaxFrame);
+    if (!sz) return fail("bench: 'size' must be 1.." + std::to_string(channel::kMaxFrame));
+    br.size = static_cast<std::uint32_t>(*sz);
+  }
+  const json verify = req.value("verify", json(true));
+  if (!verify.is_boolean()) return fail("bench: 'verify' must be true or false");
+  br.verify = verify.get<bool>();
+  const json timeout = req.value("timeout_s", json(600));
+  const auto timeout_s = positive(timeout, 86400);
+  if (!timeout_s) return fail("bench: 'timeout_s' must be 1..86400");
+  br.id = next_bench_id_++;
+
+  const auto t0 = channel::now_ns();
+  auto sink = [this, what, br, t0](const channel::BenchResult& r) {
+    if (!bench_ || bench_->id != r.id) return;  // timed out earlier: nobody waits for it any more
+    const double secs = static_cast<double>(r.elapsed_ns) / 1e9;
+    json res = {{"what", what}, {"amount", r.amount}, {"seconds", secs}, {"match", r.match},
+                {"status", r.status}, {"dom0_seconds", static_cast<double>(channel::now_ns() - t0) / 1e9}};
+    if (br.kind == channel::BenchKind::BulkUp || br.kind == channel::BenchKind::BulkDown)
+      res["mb_per_s"] = secs > 0 ? static_cast<double>(r.amount) / 1e6 / secs : 0.0;
+    if (br.kind == channel::BenchKind::Msgs) {
+      res["size"] = br.size;
+      res["msgs_per_s"] = secs > 0 ? static_cast<double>(r.amount) / secs : 0.0;
+    }
+    if (br.kind == channel::BenchKind::Rtt) {
+      res["p50_us"] = static_cast<double>(r.p50_ns) / 1e3;
+      res["mean_us"] = r.amount ? static_cast<double>(r.elapsed_ns) / 1e3 / static_cast<double>(r.amount) : 0.0;
+    }
+    if (r.status != 0) {
+      finish_bench({{"ok", false}, {"error", "the agent's measurement failed: " + std::string(std::strerror(static_cast<int>(r.status)))},
+                    {"result", res}});
+      return;
+    }
+    ++benches_;
+    finish_bench({{"ok", true}, {"result", res}});
+  };
+  if (auto s = session_->request_bench(br, sink); !s) return fail(std::string("bench: ") + std::string(s.error().what));
+  bench_ = PendingBench{std::move(done), 0, br.id};
+  auto t = loop_->add_timer(std::chrono::seconds(*timeout_s), std::chrono::nanoseconds(0),
+                            [this, alive = std::weak_ptr<const char>(alive_)] {
+                              if (alive.expired() || !bench_) return;
+                              bench_->timer = 0;  // one-shot: already removed
+                              finish_bench({{"ok", false}, {"error", "the agent did not answer in time"}});
+                            });
+  if (t) bench_->timer = *t;
+  pump();
+}
+
+void ChannelDevice::finish_bench(nlohmann::json reply) {
+  if (!bench_) return;
+  auto b = std::move(*bench_);
+  bench_.reset();
+  if (b.timer && loop_) loop_->remove(b.timer);
+  b.done(std::move(reply));
+}
+
 nlohmann::json ChannelDevice::stats() const {
   channel::BackendStats st = totals_;
   if (session_) accumulate(st, session_->stats());
@@ -234,6 +333,8 @@ nlohmann::json ChannelDevice::stats() const {
           {"pings", st.pings},
           {"events", events_},
           {"connects", connects_},
+          {"agent", session_ != nullptr && (session_->peer_features() & channel::kFeatureAgent) != 0},
+          {"benches", benches_},
           {"last_error", last_error_}};
 }
 
@@ -253,105 +354,29 @@ void ChannelDevice::metrics(daemon::MetricSet& out) const {
 
 nlohmann::json ChannelDevice::hints() const { return hints_; }
 
+xenbus::DeviceNodes channel_nodes(domid_t domu, unsigned devid) {
+  xenbus::DeviceNodes n;
+  n.be_type = "gears";
+  n.fe_type = "gears";
+  n.fe_dom = domu;
+  n.devid = devid;
+  return n;
+}
+
 void create_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
-  const std::string be = be_dir(domu, devid), fe = fe_dir(domu, devid);
-  if (s.exists(be) && s.exists(fe)) return;
-  auto st = s.transact([&](xen::Transaction& t) -> Status {
-    if (auto r = t.mkdir(fe); !r) return r;
-    if (auto r = t.set_perms(fe, xen::Perms{domu, xen::Access::None, {{0, xen::Access::Read}}}); !r) return r;
-    if (auto r = t.write(fe + "/backend", be); !r) return r;
-    if (auto r = t.write(fe + "/backend-id", "0"); !r) return r;
-    if (auto r = t.write(fe + "/state", std::to_string(static_cast<int>(XenbusStateInitialising))); !r) return r;
-    if (auto r = t.mkdir(be); !r) return r;
-    if (auto r = t.set_perms(be, xen::Perms{0, xen::Access::None, {{domu, xen::Access::Read}}}); !r) return r;
-    if (auto r = t.write(be + "/frontend", fe); !r) return r;
-    if (auto r = t.write(be + "/frontend-id", std::to_string(domu)); !r) return r;
-    if (auto r = t.write(be + "/online", "1"); !r) return r;
-    return t.write(be + "/state", std::to_string(static_cast<int>(XenbusStateInitialising)));
-  });
-  if (!st) throw XenError("channel: cannot create xenstore nodes for dom " + std::to_string(domu), st.error().code);
+  xenbus::create_device_nodes(s, channel_nodes(domu, devid));
 }
 
 void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid) {
-  (void)s.rm(be_dir(domu, devid));
-  (void)s.rm(fe_dir(domu, devid));
+  xenbus::remove_device_nodes(s, channel_nodes(domu, devid));
 }
 
-std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec) {
-  return std::make_unique<ChannelDevice>(spec, decode_hint_set);
+std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec, daemon::HintRegistry* registry) {
+  return std::make_unique<ChannelDevice>(spec, decode_hint_set, registry);
 }
 
-void ChannelDiscovery::start(daemon::Reactor& main, Sink sink) {
-  main_ = &main;
-  sink_ = std::move(sink);
-  store_.emplace();
-  watch_ = store_->watch("/local/domain/0/backend/gears", "discovery");
-  // libxl removes a dead domain's own nodes but not our backend directory: reap it when a domain dies.
-  release_watch_ = store_->watch("@releaseDomain", "release");
-  auto w = main.add_fd(store_->fd(), EPOLLIN, [this](std::uint32_t) {
-    bool any = false, released = false;
-    while (auto ev = store_->read_watch()) {
-      any = true;
-      released = released || ev->token == "release";
-    }
-    if (released) reap_dead_domains();
-    if (any) scan();
-  });
-  if (!w) throw XenError("channel discovery: epoll", w.error().code);
-  fd_watch_ = *w;
-}
-
-void ChannelDiscovery::reap_dead_domains() {
-  for (const auto& [dom, dev] : known_) {
-    if (store_->exists("/local/domain/" + std::to_string(dom))) continue;
-    spdlog::info("dom={} dev=channel/{}: domain is gone; removing its backend directory", dom, dev);
-    (void)store_->rm("/local/domain/0/backend/gears/" + std::to_string(dom));
-  }
-}
-
-void ChannelDiscovery::stop() {
-  if (main_ && fd_watch_) main_->remove(fd_watch_);
-  fd_watch_ = 0;
-  watch_ = xen::Watch{};
-  release_watch_ = xen::Watch{};
-  store_.reset();
-}
-
-void ChannelDiscovery::scan() {
-  std::set<std::pair<std::uint32_t, std::uint32_t>> now;
-  auto doms = store_->directory("/local/domain/0/backend/gears");
-  if (doms) {
-    for (const auto& d : *doms) {
-      auto devs = store_->directory("/local/domain/0/backend/gears/" + d);
-      if (!devs) continue;
-      for (const auto& v : *devs) {
-        std::uint32_t dom = 0, dev = 0;
-        auto [e1, c1] = std::from_chars(d.data(), d.data() + d.size(), dom);
-        auto [e2, c2] = std::from_chars(v.data(), v.data() + v.size(), dev);
-        if (c1 != std::errc{} || c2 != std::errc{} || e1 != d.data() + d.size() || e2 != v.data() + v.size())
-          continue;
-        // Only complete nodes count: the toolstack writes frontend-id last but one.
-        if (!store_->exists("/local/domain/0/backend/gears/" + d + "/" + v + "/frontend-id")) continue;
-        now.insert({dom, dev});
-      }
-    }
-  }
-  for (const auto& k : now) {
-    if (known_.count(k)) continue;
-    daemon::DeviceEvent ev;
-    ev.type = daemon::DeviceEvent::Type::appeared;
-    ev.spec.key = {"channel", k.first, k.second};
-    ev.spec.backend_path = be_dir(static_cast<domid_t>(k.first), k.second);
-    main_->post([this, ev = std::move(ev)]() mutable { sink_(std::move(ev)); });
-  }
-  for (const auto& k : known_) {
-    if (now.count(k)) continue;
-    daemon::DeviceEvent ev;
-    ev.type = daemon::DeviceEvent::Type::disappeared;
-    ev.spec.key = {"channel", k.first, k.second};
-    main_->post([this, ev = std::move(ev)]() mutable { sink_(std::move(ev)); });
-  }
-  known_ = std::move(now);
+std::unique_ptr<daemon::DiscoverySource> make_channel_discovery() {
+  return std::make_unique<backend::XenbusDiscovery>("gears", "channel");
 }
 
 }  // namespace gears::chan

@@ -8,7 +8,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
@@ -17,7 +16,9 @@
 #include "common/xen/grant.hpp"
 #include "common/xen/store.hpp"
 #include "common/xenbus/driver.hpp"
+#include "common/xenbus/nodes.hpp"
 #include "dom0/gearsd/device.hpp"
+#include "dom0/gearsd/hint_registry.hpp"
 #include "dom0/gearsd/reactor.hpp"
 
 namespace gears::chan {
@@ -27,7 +28,9 @@ using HintDecoder = std::function<Result<nlohmann::json>(std::span<const std::by
 
 class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:
-  ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode);
+  // `registry` (optional) receives every accepted hint set (source channel, origin = device name); the
+  // device withdraws them when it stops.
+  ChannelDevice(daemon::DeviceSpec spec, HintDecoder decode, daemon::HintRegistry* registry = nullptr);
   ~ChannelDevice() override;
 
   [[nodiscard]] Status start(daemon::Reactor& loop) override;
@@ -35,6 +38,9 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
   [[nodiscard]] nlohmann::json stats() const override;
   void metrics(daemon::MetricSet& out) const override;
   [[nodiscard]] nlohmann::json hints() const override;
+  // op "bench": {"what":"bulk_up|bulk_down|msgs|rtt","amount":N,"size":B,"verify":bool,"timeout_s":S}.
+  // The guest must run `gears-front agent`; the reply carries the agent's measurement (see docs/CHANNEL.md).
+  void control(const nlohmann::json& request, ControlDone done) override;
 
  private:
   Status advertise(xen::StoreOps& t, const std::string& be_path) override;
@@ -45,8 +51,19 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
   void on_event();
   void pump();
   void close(const Error& e, const std::string& detail);
+  void finish_bench(nlohmann::json reply);
+
+  struct PendingBench {
+    ControlDone done;
+    daemon::WatchId timer = 0;
+    std::uint32_t id = 0;
+  };
+  std::optional<PendingBench> bench_;
+  std::uint32_t next_bench_id_ = 1;
+  std::uint64_t benches_ = 0;
 
   HintDecoder decode_;
+  daemon::HintRegistry* registry_ = nullptr;
   daemon::Reactor* loop_ = nullptr;
   std::optional<xen::Store> store_;
   std::optional<xenbus::BackendDriver> driver_;
@@ -69,29 +86,16 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
 [[nodiscard]] Result<nlohmann::json> decode_hint_set(std::span<const std::byte> tlv);
 
 // gearsd's factory for kind "channel".
-[[nodiscard]] std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec);
+[[nodiscard]] std::unique_ptr<daemon::Device> make_channel_device(const daemon::DeviceSpec& spec,
+                                                                 daemon::HintRegistry* registry = nullptr);
 
 // Creates the xenstore nodes of a channel device the way libxl creates vbd/vif nodes (frontend dir owned by the
 // domU and readable by dom0, backend dir owned by dom0 and readable by the domU). Idempotent. Throws XenError.
+xenbus::DeviceNodes channel_nodes(domid_t domu, unsigned devid);
 void create_channel_nodes(xen::Store& s, domid_t domu, unsigned devid);
 void remove_channel_nodes(xen::Store& s, domid_t domu, unsigned devid);
 
-// Watches /local/domain/0/backend/gears and reports devices appearing and disappearing.
-class ChannelDiscovery final : public daemon::DiscoverySource {
- public:
-  [[nodiscard]] std::string_view name() const override { return "xenstore:backend/gears"; }
-  void start(daemon::Reactor& main, Sink sink) override;
-  void stop() override;
-
- private:
-  void scan();
-  void reap_dead_domains();
-  daemon::Reactor* main_ = nullptr;
-  Sink sink_;
-  std::optional<xen::Store> store_;
-  xen::Watch watch_, release_watch_;
-  daemon::WatchId fd_watch_ = 0;
-  std::set<std::pair<std::uint32_t, std::uint32_t>> known_;
-};
+// Discovery of channel devices: backend/gears directories (dom0/common/discovery.hpp).
+[[nodiscard]] std::unique_ptr<daemon::DiscoverySource> make_channel_discovery();
 
 }  // namespace gears::chan

@@ -2,7 +2,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
+#include <vector>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -51,6 +54,79 @@ int cmd_hints(const std::string& socket, std::uint32_t dom, bool as_json) {
   return 0;
 }
 
+// "64M" -> 67108864; plain digits are bytes. nullopt when malformed, zero or above 64 GiB.
+std::optional<std::uint64_t> parse_size(const std::string& s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+    if (v > (64ULL << 30U)) return std::nullopt;
+    ++i;
+  }
+  if (i == 0) return std::nullopt;
+  const std::string unit = s.substr(i);
+  unsigned shift = 0;
+  if (unit == "K" || unit == "k" || unit == "KiB") shift = 10;
+  else if (unit == "M" || unit == "MiB") shift = 20;
+  else if (unit == "G" || unit == "GiB") shift = 30;
+  else if (!unit.empty()) return std::nullopt;
+  if (v == 0 || v > ((64ULL << 30U) >> shift)) return std::nullopt;
+  return v << shift;
+}
+
+struct BenchPlan {
+  std::uint32_t dom = 0, devid = 0;
+  std::vector<std::string> what;
+  std::uint64_t bytes = 0, count = 0, size = 64;
+  bool verify = true;
+  std::uint64_t timeout_s = 600;
+};
+
+// Each measurement is one `control` request to the channel device; the guest's agent runs it.
+int cmd_bench(const std::string& socket, const BenchPlan& p, bool as_json) {
+  std::vector<std::string> what = p.what;
+  if (what.empty() || std::find(what.begin(), what.end(), "all") != what.end())
+    what = {"bulk_up", "bulk_down", "msgs", "rtt"};
+  ControlClient c(socket, std::chrono::seconds(p.timeout_s + 30));
+  json results = json::array();
+  bool ok = true;
+  bool header = false;
+  for (const auto& w : what) {
+    json req = {{"verb", "control"}, {"dom", p.dom}, {"kind", "channel"}, {"devid", p.devid}, {"op", "bench"},
+                {"what", w}, {"verify", p.verify}, {"timeout_s", p.timeout_s}};
+    if (w == "bulk_up" || w == "bulk_down") req["amount"] = p.bytes;
+    if (w == "msgs") req["amount"] = p.count ? p.count : 100000, req["size"] = p.size;
+    if (w == "rtt") req["amount"] = p.count ? p.count : 1000;
+    json resp = c.request(req);
+    if (!resp.value("ok", false)) {
+      ok = false;
+      if (!as_json) std::cerr << fmt::format("gearsctl bench {}: {}\n", w, resp.value("error", std::string("failed")));
+      results.push_back({{"what", w}, {"ok", false}, {"error", resp.value("error", std::string("failed"))}});
+      continue;
+    }
+    const json& r = resp["result"];
+    if (!as_json && !header) {
+      std::cout << fmt::format("dom {} channel/{}: measured by the guest's gears-front agent\n", p.dom, p.devid);
+      header = true;
+    }
+    results.push_back(r);
+    ok = ok && r.value("match", false);
+    if (as_json) continue;
+    if (w == "bulk_up" || w == "bulk_down")
+      std::cout << fmt::format("  {:<10} {:>10.1f} MB in {:>7.2f} s  {:>9.1f} MB/s  {}\n", w,
+                               r.value("amount", 0.0) / 1e6, r.value("seconds", 0.0), r.value("mb_per_s", 0.0),
+                               p.verify ? (r.value("match", false) ? "checksums match" : "CHECKSUM MISMATCH") : "unverified");
+    else if (w == "msgs")
+      std::cout << fmt::format("  {:<10} {:>10} x {} B {:>7.2f} s  {:>9.0f} msgs/s {}\n", w, r.value("amount", 0),
+                               r.value("size", 0), r.value("seconds", 0.0), r.value("msgs_per_s", 0.0),
+                               r.value("match", false) ? "match" : "MISMATCH");
+    else
+      std::cout << fmt::format("  {:<10} {:>10} round trips      p50 {:.0f} us, mean {:.0f} us\n", w, r.value("amount", 0),
+                               r.value("p50_us", 0.0), r.value("mean_us", 0.0));
+  }
+  if (as_json) std::cout << json{{"ok", ok}, {"dom", p.dom}, {"devid", p.devid}, {"results", results}}.dump() << "\n";
+  return ok ? 0 : 1;
 // proctrack's process table of one domain (docs/PROCTRACK.md).
 int cmd_ps(const std::string& socket, std::uint32_t dom, bool as_json) {
   auto r = call(socket, {{"verb", "ps"}, {"dom", dom}}, as_json);
@@ -168,7 +244,22 @@ int main(int argc, char** argv) {
   detach->add_option("devid", devid, "Device id")->capture_default_str();
   json_flag(detach);
 
-  auto* bench = app.add_subcommand("bench", "Benchmark the dom0<->domU paths (not implemented yet)");
+  std::vector<std::string> bench_what;
+  std::string bench_bytes = "64M";
+  std::uint64_t bench_count = 0, bench_size = 64, bench_timeout = 600;
+  bool bench_no_verify = false;
+  auto* bench = app.add_subcommand(
+      "bench", "Measure the semantic channel to a domain, run by its `gears-front agent` (bulk both ways, msgs, rtt)");
+  bench->add_option("dom", dom, "Domain id")->required();
+  bench->add_option("what", bench_what, "bulk_up bulk_down msgs rtt, or all (default)")
+      ->check(CLI::IsMember({"all", "bulk_up", "bulk_down", "msgs", "rtt"}));
+  bench->add_option("--devid", devid, "Channel device id")->capture_default_str();
+  bench->add_option("--bytes", bench_bytes, "Bulk size (K, M, G suffixes: powers of 1024)")->capture_default_str();
+  bench->add_option("--count", bench_count, "Messages (msgs, default 100000) or round trips (rtt, default 1000)");
+  bench->add_option("--size", bench_size, "Message size in bytes (msgs)")->capture_default_str()->check(CLI::Range(1, 65536));
+  bench->add_option("--timeout", bench_timeout, "Seconds to wait for each measurement")
+      ->capture_default_str()->check(CLI::Range(1, 86400));
+  bench->add_flag("--no-verify", bench_no_verify, "Skip checksums in bulk transfers");
   json_flag(bench);
 
   auto* ps = app.add_subcommand("ps", "Processes proctrack sees in a domain (attach kind proctrack first)");
@@ -246,9 +337,13 @@ int main(int argc, char** argv) {
       return r ? 0 : 1;
     }
     if (*bench) {
-      if (as_json) std::cout << json{{"ok", false}, {"error", "not implemented yet"}}.dump() << "\n";
-      std::cerr << "gearsctl bench: not implemented yet (use `make bench` for the lab benchmarks)\n";
-      return 1;
+      const auto bytes = parse_size(bench_bytes);
+      if (!bytes) {
+        std::cerr << "gearsctl bench: --bytes '" << bench_bytes << "' is not a size such as 64M or 1G\n";
+        return 2;
+      }
+      BenchPlan plan{dom, devid, bench_what, *bytes, bench_count, bench_size, !bench_no_verify, bench_timeout};
+      return cmd_bench(socket, plan, as_json);
     }
     if (*create) {
       co.socket = socket;

@@ -174,7 +174,7 @@ void Daemon::begin_shutdown(const std::string& why) {
 
 void Daemon::handle(const json& req, Reply reply) {
   const std::string verb = req.value("verb", "");
-  static const std::set<std::string> kVerbs = {"list", "hints", "stats", "attach", "detach", "version", "metrics"};
+  static const std::set<std::string> kVerbs = {"list", "hints", "stats", "attach", "detach", "version", "metrics", "control"};
   ++requests_[kVerbs.count(verb) || extra_verbs_.count(verb) ? verb : "unknown"];
   spdlog::debug("control: {}", req.dump(-1, ' ', false, json::error_handler_t::replace));
   Reply counted = [this, reply = std::move(reply)](json resp) {
@@ -189,13 +189,14 @@ void Daemon::handle(const json& req, Reply reply) {
   if (verb == "stats") return verb_stats(req, std::move(counted));
   if (verb == "attach") return verb_attach(req, std::move(counted));
   if (verb == "detach") return verb_detach(req, std::move(counted));
+  if (verb == "control") return verb_control(req, std::move(counted));
   if (verb == "metrics") {
     return render_metrics([counted = std::move(counted)](std::string text) {
       counted({{"ok", true}, {"text", std::move(text)}});
     });
   }
   if (auto it = extra_verbs_.find(verb); it != extra_verbs_.end()) return it->second(req, std::move(counted));
-  counted(error_response(fmt::format("unknown verb '{}' (known: attach, detach, hints, list, metrics, stats, version)",
+  counted(error_response(fmt::format("unknown verb '{}' (known: attach, control, detach, hints, list, metrics, stats, version)",
                                      verb.substr(0, 64))));
 }
 
@@ -210,17 +211,20 @@ void Daemon::verb_hints(const json& req, Reply reply) {
   const auto dom = get_uint(req, "dom", kMaxDomid, true, err);
   if (!dom) return reply(error_response(err));
   json statics = registry_.domain_hints(*dom);
-  bool known = !statics.is_null();
+  json merged = registry_.hints().to_json(*dom);
+  bool known = !statics.is_null() || !merged["records"].empty();
   for (const auto& d : registry_.list()) known = known || d.spec.key.domid == *dom;
   if (!known) return reply(error_response(fmt::format("dom {} has no Gears devices or hints", *dom)));
   const std::uint32_t want = *dom;
   registry_.gather<json>(
       [want](const Device& d) { return d.domid() == want ? d.hints() : json(); },
-      [reply = std::move(reply), want, statics = std::move(statics)](std::vector<Sampled<json>> got) {
+      [reply = std::move(reply), want, statics = std::move(statics),
+       merged = std::move(merged)](std::vector<Sampled<json>> got) {
         json devices = json::object();
         for (auto& s : got)
           if (s.info.spec.key.domid == want) devices[s.info.spec.key.name()] = std::move(s.value);
-        reply({{"ok", true}, {"dom", want}, {"static", statics}, {"devices", std::move(devices)}});
+        reply({{"ok", true}, {"dom", want}, {"static", statics}, {"devices", std::move(devices)},
+               {"registry", merged}});
       });
 }
 
@@ -250,10 +254,12 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   const auto hints = get_string(req, "hints", false, err);
   if (!hints) return reply(error_response(err));
   json parsed_hints;
+  hints::HintSet hint_set;
   if (!hints->empty()) {
     HintCheck hc = check_hint_text(*hints);
     if (!hc.ok) return reply(error_response("hints: " + hc.error));
     parsed_hints = std::move(hc.parsed);
+    hint_set = std::move(hc.set);
   }
 
   // Either {"devices":[{kind,devid,...},...]} or one device given inline as {kind, devid, ...}.
@@ -296,9 +302,9 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   };
   auto st = std::make_shared<Pending>();
   st->left = specs.size();
-  auto finish = [this, st, dom = *dom, hints = *hints, parsed_hints, reply]() {
+  auto finish = [this, st, dom = *dom, hints = *hints, parsed_hints, hint_set, reply]() {
     if (st->first_error.empty()) {
-      if (!hints.empty()) registry_.set_domain_hints(dom, hints, parsed_hints);
+      if (!hints.empty()) registry_.set_domain_hints(dom, hints, parsed_hints, hint_set);
       json names = json::array();
       for (const auto& k : st->ok) names.push_back(k.name());
       return reply({{"ok", true}, {"dom", dom}, {"attached", std::move(names)}});
@@ -316,6 +322,21 @@ void Daemon::verb_attach(const json& req, Reply reply) {
       if (--st->left == 0) finish();
     });
   }
+}
+
+// {"verb":"control","dom":D,"kind":K,"devid":N,"op":...}: a device-specific operation (Device::control).
+void Daemon::verb_control(const json& req, Reply reply) {
+  std::string err;
+  const auto dom = get_uint(req, "dom", kMaxDomid, true, err);
+  if (!dom) return reply(error_response(err));
+  const auto kind = get_string(req, "kind", true, err);
+  if (!kind) return reply(error_response(err));
+  if (!valid_device_kind(*kind)) return reply(error_response(fmt::format("invalid device kind '{}'", kind->substr(0, 64))));
+  const auto devid = get_uint(req, "devid", kMaxDevid, false, err, 0);
+  if (!devid) return reply(error_response(err));
+  const auto op = get_string(req, "op", true, err);
+  if (!op) return reply(error_response(err));
+  registry_.control(DeviceKey{*kind, *dom, *devid}, req, std::move(reply));
 }
 
 void Daemon::verb_detach(const json& req, Reply reply) {

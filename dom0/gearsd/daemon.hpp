@@ -97,6 +97,7 @@ class Daemon {
   void verb_stats(const nlohmann::json& req, ControlServer::Reply reply);
   void verb_attach(const nlohmann::json& req, ControlServer::Reply reply);
   void verb_detach(const nlohmann::json& req, ControlServer::Reply reply);
+  void verb_control(const nlohmann::json& req, ControlServer::Reply reply);
   void begin_shutdown(const std::string& why);
 
   DaemonOptions opts_;

@@ -13,6 +13,10 @@ bool valid_device_kind(std::string_view kind) {
   return true;
 }
 
+void Device::control(const nlohmann::json& /*request*/, ControlDone done) {
+  done({{"ok", false}, {"error", "devices of kind '" + spec_.key.kind + "' have no control operations"}});
+}
+
 Status NullDevice::start(Reactor& loop) {
   using namespace std::chrono_literals;
   auto t = loop.add_timer(1s, 1s, [this] { ++ticks_; });

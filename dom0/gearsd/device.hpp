@@ -62,6 +62,13 @@ class Device {
   // Hints this device currently knows for its domain (e.g. received on the semantic channel).
   [[nodiscard]] virtual nlohmann::json hints() const = 0;
 
+  // A device-specific operation from the control socket (`control` verb: {"op": ..., ...}). `done` must be
+  // called exactly once, on the owning thread, possibly later (e.g. when the guest answered); a device that
+  // stops with an operation pending calls it with an error from stop(). Replies are {"ok":true,...} or
+  // {"ok":false,"error":"..."}. Default: no operations.
+  using ControlDone = std::function<void(nlohmann::json)>;
+  virtual void control(const nlohmann::json& request, ControlDone done);
+
  private:
   DeviceSpec spec_;
 };

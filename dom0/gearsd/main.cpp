@@ -49,10 +49,13 @@ int main(int argc, char** argv) {
   try {
     Daemon d(opts);
     // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
-    d.registry().register_factory("channel", gears::chan::make_channel_device);
+    auto& hint_registry = d.registry().hints();
+    d.registry().register_factory("channel", [&hint_registry](const DeviceSpec& spec) {
+      return gears::chan::make_channel_device(spec, &hint_registry);
+    });
     // proctrack (docs/PROCTRACK.md): kind "proctrack" and the verbs ps, events.
     gears::proctrack::register_service(d);
-    if (!no_discovery) d.add_discovery(std::make_unique<gears::chan::ChannelDiscovery>());
+    if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());

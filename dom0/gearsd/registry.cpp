@@ -113,8 +113,24 @@ void DeviceRegistry::detach(const DeviceKey& key, Done done) {
   });
 }
 
+void DeviceRegistry::control(const DeviceKey& key, nlohmann::json request, std::function<void(nlohmann::json)> done) {
+  auto it = entries_.find(key);
+  if (it == entries_.end() || !it->second.hosted)
+    return done({{"ok", false}, {"error", "dom " + std::to_string(key.domid) + " has no device " + key.name()}});
+  if (it->second.info.state != DeviceState::running)
+    return done({{"ok", false}, {"error", "device " + key.name() + " is " + std::string(to_string(it->second.info.state))}});
+  Hosted* h = it->second.hosted.get();  // alive when the task runs: a destroy task can only be queued after it
+  auto shared_done = std::make_shared<std::function<void(nlohmann::json)>>(std::move(done));
+  workers_.reactor(it->second.info.worker).post([this, h, request = std::move(request), shared_done] {
+    h->dev->control(request, [this, shared_done](nlohmann::json reply) {
+      main_.post([shared_done, reply = std::move(reply)]() mutable { (*shared_done)(std::move(reply)); });
+    });
+  });
+}
+
 void DeviceRegistry::detach_domain(std::uint32_t domid, Done done) {
   domain_hints_.erase(domid);
+  hints_.forget_domain(domid);
   std::vector<DeviceKey> keys;
   for (const auto& [key, e] : entries_)
     if (key.domid == domid && e.hosted) keys.push_back(key);
@@ -156,7 +172,9 @@ void DeviceRegistry::shutdown(std::function<void()> done) {
   one_done("");
 }
 
-void DeviceRegistry::set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed) {
+void DeviceRegistry::set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed,
+                                      const hints::HintSet& set) {
+  (void)hints_.publish(domid, HintSource::config, "config", set);
   domain_hints_[domid] = {std::move(text), std::move(parsed)};
 }
 

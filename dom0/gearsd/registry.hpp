@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dom0/gearsd/device.hpp"
+#include "dom0/gearsd/hint_registry.hpp"
 #include "dom0/gearsd/reactor.hpp"
 #include "dom0/gearsd/workers.hpp"
 
@@ -58,6 +59,8 @@ class DeviceRegistry {
   void attach(DeviceSpec spec, Done done);
   // Stops and destroys the device on its worker; `done` runs after that.
   void detach(const DeviceKey& key, Done done);
+  // Runs Device::control(request) on the device's worker; `done` gets the reply on the main thread.
+  void control(const DeviceKey& key, nlohmann::json request, std::function<void(nlohmann::json)> done);
   // Detaches every device of `domid` and forgets its static hints.
   void detach_domain(std::uint32_t domid, Done done);
   // Entry point for DiscoverySources (via the main Reactor).
@@ -66,8 +69,13 @@ class DeviceRegistry {
   void shutdown(std::function<void()> done);
 
   // Static hints declared for a domain (e.g. `gears_hints` from its xl config); `parsed` is the checked form.
-  void set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed);
+  // Also publishes `set` into hints() (source config, origin "config"; upsert by subject).
+  void set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed, const hints::HintSet& set);
   [[nodiscard]] nlohmann::json domain_hints(std::uint32_t domid) const;
+
+  // Every source's hints per domain (thread-safe; devices may keep a reference: it outlives them).
+  [[nodiscard]] HintRegistry& hints() { return hints_; }
+  [[nodiscard]] const HintRegistry& hints() const { return hints_; }
 
   [[nodiscard]] std::vector<DeviceInfo> list() const;
   [[nodiscard]] std::size_t size() const { return entries_.size(); }
@@ -94,6 +102,7 @@ class DeviceRegistry {
   };
   Entry* find(const DeviceKey& key, std::uint64_t serial);
 
+  HintRegistry hints_;  // first: devices destroyed in ~DeviceRegistry may still unsubscribe
   Reactor& main_;
   WorkerPool& workers_;
   std::map<std::string, DeviceFactory> factories_;

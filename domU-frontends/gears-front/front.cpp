@@ -93,7 +93,7 @@ Status Channel::connected(xen::Store&, const std::string&) {
   waiter_.bind(&*evtchn_);
   session_ = std::make_unique<Session>(up_.bytes(), down_.bytes(), *evtchn_, waiter_, channel::kMaxFrame,
                                        opts_.timeout_ms);
-  auto h = session_->hello();
+  auto h = session_->hello(opts_.agent ? channel::kFeatureAgent : 0);
   if (!h) return h.error();
   return {};
 }
@@ -103,6 +103,11 @@ void Channel::disconnect() {
   evtchn_.reset();
   up_.reset();
   down_.reset();
+}
+
+bool Channel::backend_connected() {
+  auto st = store_.read(driver_->be_path() + "/state");
+  return st && *st == std::to_string(static_cast<int>(XenbusStateConnected));
 }
 
 bool Channel::wait_closed_by_backend(int timeout_ms) {

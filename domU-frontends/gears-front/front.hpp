@@ -39,6 +39,7 @@ struct Options {
   unsigned devid = 0;
   unsigned ring_page_order = channel::kDefaultRingPageOrder;
   int timeout_ms = 30000;
+  bool agent = false;  // advertise kFeatureAgent: this process serves dom0's BenchRequests (serve_one)
 };
 
 class Channel : private xenbus::FrontendHooks {
@@ -60,6 +61,8 @@ class Channel : private xenbus::FrontendHooks {
   [[nodiscard]] Status kick() const { return evtchn_->notify(); }
   // Waits until dom0 moves the device away from Connected (it closed us), up to timeout_ms.
   [[nodiscard]] bool wait_closed_by_backend(int timeout_ms);
+  // dom0's side still Connected (one xenstore read).
+  [[nodiscard]] bool backend_connected();
 
  private:
   Status setup(xen::Store& s, xen::StoreOps& t, const std::string& fe_path, const std::string& be_path,

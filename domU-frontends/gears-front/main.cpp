@@ -2,10 +2,12 @@
 //   gears-front hint "class=gold,rate=10M,latency=500us"   publish a hint set; prints dom0's ack
 //   gears-front bench bulk --dir up|down --bytes N [--no-verify]
 //   gears-front bench msgs --count N --size B | bench rtt --count N | bench memcpy --bytes N
+//   gears-front agent [--hints TEXT] [--serve N]   stay connected and run dom0's benchmarks (gearsctl bench)
 //   gears-front misbehave index|length|type|data|kind|flood  (tests: speak nonsense, expect dom0 to close us)
 // Every verb prints one JSON object on stdout; errors go to stderr with a non-zero exit code.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -78,6 +80,42 @@ int misbehave(Channel& ch, const std::string& mode) {
   return print({{"misbehave", mode}, {"closed_by_dom0", closed}}, closed);
 }
 
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int) { g_stop = 1; }
+
+// One JSON line when ready and one per served request (stdout, flushed), so scripts can follow along.
+int run_agent(gears::front::Options opts, const std::string& hint_text, std::uint64_t serve_max) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  opts.agent = true;
+  Channel ch(opts);
+  if (!hint_text.empty()) {
+    auto tlv = gears::front::encode_hint_text(hint_text);
+    if (!tlv) return fail("bad hints: " + tlv.error());
+    auto ack = ch.publish_hints(*tlv);
+    if (!ack || ack->status != 0) return fail("dom0 did not accept the hints");
+  }
+  std::printf("%s\n", json{{"agent", "ready"}, {"backend_domain", ch.backend_domain()}}.dump().c_str());
+  std::fflush(stdout);
+  std::uint64_t served = 0;
+  while (!g_stop) {
+    auto r = ch.session().serve_one(1000);
+    if (!r) return fail(std::string("agent: ") + std::string(r.error().what));
+    if (*r) {
+      ++served;
+      std::printf("%s\n", json{{"served", served}}.dump().c_str());
+      std::fflush(stdout);
+      if (serve_max && served >= serve_max) break;
+    } else if (!ch.backend_connected()) {
+      return fail("agent: dom0 closed the channel");
+    }
+  }
+  return print({{"agent", "stopped"}, {"served", served}}, true);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,6 +150,12 @@ int main(int argc, char** argv) {
   auto* mcpy = bench->add_subcommand("memcpy", "This domain's memcpy bandwidth (no channel)");
   mcpy->add_option("--bytes", bytes)->capture_default_str();
 
+  std::string agent_hints;
+  std::uint64_t serve_max = 0;
+  auto* agent = app.add_subcommand("agent", "Stay connected: publish hints, serve dom0's benchmarks until SIGTERM");
+  agent->add_option("--hints", agent_hints, "Publish this hint set first");
+  agent->add_option("--serve", serve_max, "Exit after serving this many requests (0 = never)")->capture_default_str();
+
   std::string mode;
   auto* bad = app.add_subcommand("misbehave", "Send garbage on purpose (tests)");
   bad->add_option("mode", mode, "index|length|type|data|kind|flood")->required();
@@ -137,6 +181,7 @@ int main(int argc, char** argv) {
       if (!ack) return fail(std::string("dom0 did not accept the hints: ") + std::string(ack.error().what));
       return print({{"published", hint_text}, {"records", ack->records}, {"status", ack->status}}, ack->status == 0);
     }
+    if (*agent) return run_agent(opts, agent_hints, serve_max);
     if (*bad) {
       Channel ch(opts);
       return misbehave(ch, mode);

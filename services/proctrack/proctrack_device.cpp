@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #include "dom0/gearsd/log.hpp"
 #include "dom0/gearsd/reactor.hpp"
@@ -35,6 +38,19 @@ std::int64_t int_param(const nlohmann::json& p, const char* key, std::int64_t de
     throw std::invalid_argument(std::string("proctrack: param '") + key + "' must be an integer in " +
                                 std::to_string(lo) + ".." + std::to_string(hi) + ", got '" + s.substr(0, 32) + "'");
   return v;
+}
+
+// The layout, loaded once per (BTF, symbols) pair: parsing BTF and scanning kallsyms took tens of seconds in
+// the lab's dom0 under load, on gearsd's main thread, so a toggle loop timed out its attach request.
+LinuxLayout cached_layout(const std::string& btf, const std::string& symbols) {
+  static std::mutex mu;
+  static std::map<std::pair<std::string, std::string>, LinuxLayout> cache;
+  std::lock_guard lk(mu);
+  const auto key = std::make_pair(btf, symbols);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  LinuxLayout l = LinuxLayout::load(btf, symbols);  // throws, naming the file
+  cache.emplace(key, l);
+  return l;
 }
 
 std::string default_system_map() {
@@ -79,7 +95,7 @@ ProcTrackDevice::ProcTrackDevice(daemon::DeviceSpec spec, Directory& dir)
       tracker_(AddressSpaceTracker::Options{o_.kpti, o_.idle_death_ns, 16}) {
   if (domid() == 0 || domid() >= 0x7ff0) throw std::invalid_argument("proctrack: needs a domU id");
   if (o_.os_aware) {
-    LinuxLayout l = LinuxLayout::load(o_.btf, o_.system_map);  // throws, naming the file
+    LinuxLayout l = cached_layout(o_.btf, o_.system_map);  // throws, naming the file
     fm_.emplace();
     mem_ = std::make_unique<ForeignGuestMemory>(*fm_, dom_);
     linux_ = std::make_unique<LinuxIntrospector>(l, *mem_);

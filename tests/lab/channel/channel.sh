@@ -1,6 +1,6 @@
 #!/bin/bash
 # Semantic channel lab tests (issue 3), against the lab booted by the `gears_lab` fixture (guests pv1, pvh1).
-#   channel.sh gearsd | bulk <guest> <bytes> | hints | hostile | create
+#   channel.sh gearsd | bulk <guest> <bytes> | hints | hostile | create | agent
 # gearsd runs in dom0 for the whole group; its log is on the lab's read-write share.
 set -uo pipefail
 LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
@@ -50,6 +50,30 @@ t_hints() {
   grep -q '"gold"' <<<"$out" || fail "class gold not in gearsctl hints"
   grep -q '500' <<<"$out" || fail "latency 500us not in gearsctl hints"
   pass "hints from pv1 visible in dom0"
+}
+
+# dom0 measures the channel with `gearsctl bench`; the guest only runs the agent (no command per measurement).
+t_agent() {
+  local id out
+  id=$(domid pv1)
+  guest pv1 "rm -f /tmp/agent.log; setsid gears-front agent --serve 5 --hints class=silver </dev/null >/tmp/agent.log 2>&1 &
+             for i in \$(seq 100); do grep -q ready /tmp/agent.log && break; sleep 0.1; done; cat /tmp/agent.log" \
+    | grep -q '"agent":"ready"' || fail "the agent did not come up in pv1"
+  out=$(T=600 dom0 "gearsctl bench $id all --bytes 64M --count 2000") || fail "gearsctl bench: $out"
+  echo "$out"
+  out=$(T=600 dom0 "gearsctl bench $id rtt --count 200 --json") || fail "gearsctl bench --json: $out"
+  echo "$out"
+  grep -q '"ok":true' <<<"$out" || fail "bench --json not ok"
+  grep -q '"p50_us"' <<<"$out" || fail "no rtt median"
+  out=$(guest pv1 "sleep 2; cat /tmp/agent.log")
+  echo "pv1 agent: $out"
+  grep -q '"served":5' <<<"$out" || fail "the agent did not serve all 5 requests"
+  grep -q '"agent":"stopped"' <<<"$out" || fail "the agent did not stop after --serve 5"
+  # Without an agent: a clear error, not a hang.
+  out=$(dom0 "gearsctl bench $id rtt" 2>&1) && fail "bench without an agent succeeded: $out"
+  echo "without agent: $out"
+  grep -qE "not connected|not an agent" <<<"$out" || fail "unclear error without an agent: $out"
+  pass "gearsctl bench measured pv1's channel through its agent"
 }
 
 # pvh1 speaks garbage; each time dom0 closes its channel with a log line, and pv1's channel keeps working.
@@ -107,5 +131,6 @@ case "${1:-}" in
   hints) t_hints ;;
   hostile) t_hostile ;;
   create) t_create ;;
-  *) echo "usage: $0 gearsd|bulk <guest> <bytes>|hints|hostile|create" >&2; exit 2 ;;
+  agent) t_agent ;;
+  *) echo "usage: $0 gearsd|bulk <guest> <bytes>|hints|hostile|create|agent" >&2; exit 2 ;;
 esac

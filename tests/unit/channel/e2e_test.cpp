@@ -80,7 +80,7 @@ class Dom0 {
       daemon::DeviceSpec spec;
       spec.key = {"channel", dom, 0};
       spec.backend_path = be_dir(dom);
-      auto d = chan::make_channel_device(spec);
+      auto d = chan::make_channel_device(spec, &registry);
       Status s = d->start(loop_);
       if (s) devices_[dom] = std::move(d);
       return s;
@@ -89,6 +89,13 @@ class Dom0 {
   }
   json stats(unsigned dom) {
     return on_loop([this, dom] { return devices_.at(dom)->stats(); });
+  }
+  // Device::control on the loop; waits for the (possibly later) reply.
+  json control(unsigned dom, json req) {
+    std::promise<json> p;
+    auto fut = p.get_future();
+    loop_.post([&] { devices_.at(dom)->control(req, [&p](json r) { p.set_value(std::move(r)); }); });
+    return fut.get();
   }
   json hints(unsigned dom) {
     return on_loop([this, dom] { return devices_.at(dom)->hints(); });
@@ -108,6 +115,9 @@ class Dom0 {
     loop_.stop();
     thread_.join();
   }
+
+ public:
+  daemon::HintRegistry registry;  // what gearsd's backends read; outlives the devices
 
  private:
   daemon::Reactor loop_;
@@ -271,6 +281,14 @@ TEST_F(ChannelE2E, ConnectHintsBulkMsgsPingCloseReconnect) {
       EXPECT_EQ(h[1]["hints"]["scope"], "process");
       EXPECT_EQ(h[1]["hints"]["process"]["comm"], "mpv");
       EXPECT_EQ(h[1]["hints"]["role"], "media");
+      // ... and in the registry the backends read, under the device's name.
+      const auto recs = dom0.registry.snapshot(5);
+      ASSERT_EQ(recs.size(), 3U);
+      EXPECT_EQ(recs[0].origin, "channel/0");
+      EXPECT_EQ(recs[0].source, daemon::HintSource::channel);
+      EXPECT_EQ(dom0.registry.effective(5, hints::DevType::vif, 0).qos->cls, hints::kGold);
+      EXPECT_EQ(daemon::hint_subject(recs[1].set), "process:pid=42");
+      EXPECT_TRUE(dom0.registry.snapshot(6).empty());
 
       // Bulk both ways, checksummed by both ends and against the expected stream.
       auto up = ch.session().bulk_up(kBulk, 7, true);
@@ -433,6 +451,93 @@ TEST_F(ChannelE2E, MisbehaviourClosesOnlyThatChannelAndTheGuestCanReconnect) {
   EXPECT_EQ(st6["last_error"], "");
   EXPECT_GT(st6["pings"].get<std::uint64_t>(), 0U);
 
+  dom0.shutdown();
+}
+
+// Agent mode: dom0 asks, the guest's agent measures and answers; a plain frontend is refused; a BenchResult nobody
+// asked for closes the channel.
+TEST_F(ChannelE2E, AgentServesDom0sBenchmarks) {
+  Dom0 dom0;
+  dom0.add(5);
+  // No guest yet: a clear refusal, not a hang.
+  json r = dom0.control(5, {{"op", "bench"}, {"what", "rtt"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("not connected"), std::string::npos) << r.dump();
+  EXPECT_EQ(dom0.control(5, {{"op", "reboot"}})["ok"], false);
+
+  {
+    fake::AsDomain g(5);
+    front::Channel plain(guest_opts());
+    r = dom0.control(5, {{"op", "bench"}, {"what", "rtt"}});
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_NE(r["error"].get<std::string>().find("not an agent"), std::string::npos) << r.dump();
+  }
+  ASSERT_TRUE(eventually([&] { return !dom0.stats(5)["connected"].get<bool>(); }));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> served{0};
+  std::promise<void> ready;
+  std::thread guest([&] {
+    fake::AsDomain g(5);
+    front::Options o = guest_opts();
+    o.agent = true;
+    front::Channel ch(o);
+    ready.set_value();
+    while (!stop) {
+      auto s = ch.session().serve_one(50);
+      ASSERT_TRUE(s.ok()) << s.error().what;
+      if (*s) ++served;
+    }
+  });
+  ready.get_future().wait();
+  ASSERT_TRUE(eventually([&] { return dom0.stats(5)["agent"].get<bool>(); }));
+
+  // Bad parameters never reach the guest.
+  for (const json& bad : {json{{"op", "bench"}, {"what", "sideways"}}, json{{"op", "bench"}, {"amount", 0}},
+                          json{{"op", "bench"}, {"what", "msgs"}, {"size", 70000}},
+                          json{{"op", "bench"}, {"verify", "yes"}}, json{{"op", "bench"}, {"amount", -5}}}) {
+    r = dom0.control(5, bad);
+    EXPECT_EQ(r["ok"], false) << bad.dump();
+  }
+  EXPECT_EQ(served.load(), 0);
+
+  r = dom0.control(5, {{"op", "bench"}, {"what", "bulk_up"}, {"amount", 3'000'017}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["match"], true);
+  EXPECT_EQ(r["result"]["amount"], 3'000'017);
+  EXPECT_GT(r["result"]["mb_per_s"].get<double>(), 0.0);
+  r = dom0.control(5, {{"op", "bench"}, {"what", "bulk_down"}, {"amount", 2'000'000}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["match"], true);
+  r = dom0.control(5, {{"op", "bench"}, {"what", "msgs"}, {"amount", 2000}, {"size", 100}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["match"], true);
+  EXPECT_EQ(r["result"]["size"], 100);
+  r = dom0.control(5, {{"op", "bench"}, {"what", "rtt"}, {"amount", 50}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_GT(r["result"]["p50_us"].get<double>(), 0.0);
+  EXPECT_TRUE(eventually([&] { return served.load() == 4; }));  // the guest counts after it answered
+  const json st = dom0.stats(5);
+  EXPECT_EQ(st["benches"], 4);
+  EXPECT_EQ(st["bytes_in"], 3'000'017);
+  EXPECT_EQ(st["bytes_out"], 2'000'000);
+  EXPECT_EQ(st["errors"], 0);
+  stop = true;
+  guest.join();
+
+  // A hostile guest answers a question nobody asked.
+  {
+    fake::AsDomain g(5);
+    front::Options o = guest_opts();
+    o.agent = true;
+    front::Channel ch(o);
+    std::byte b[channel::kBenchResultSize];
+    channel::encode(channel::BenchResult{77, 0, 1, 1, 0, true}, std::span<std::byte, channel::kBenchResultSize>(b));
+    RawUp(ch).frame(sizeof b, static_cast<std::uint16_t>(channel::FrameType::BenchResult), b);
+    ASSERT_TRUE(ch.kick().ok());
+    ASSERT_TRUE(eventually([&] { return dom0.stats(5)["errors"].get<std::uint64_t>() == 1; }));
+    EXPECT_NE(dom0.stats(5)["last_error"].get<std::string>().find("BenchResult nobody asked for"), std::string::npos);
+  }
   dom0.shutdown();
 }
 

@@ -2,8 +2,11 @@
 // thread, two rings in plain shared memory and eventfds in place of the event channel.
 #include "common/channel/frontend_session.hpp"
 #include "common/channel/session.hpp"
+#include "common/ring/le.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -232,6 +235,56 @@ TEST(ChannelProtocol, StrictDecoders) {
   EXPECT_FALSE(decode_hello(std::span<const std::byte>(b, 9)).ok());
   EXPECT_EQ(frame_name(5), "Data");
   EXPECT_EQ(frame_name(1234), "unknown");
+}
+
+TEST(ChannelProtocol, BenchFramesRoundTripAndAreBounded) {
+  std::byte b[kBenchRequestSize];
+  BenchRequest rq;
+  rq.id = 9;
+  rq.kind = BenchKind::Msgs;
+  rq.verify = false;
+  rq.amount = 1000;
+  rq.size = 64;
+  encode(rq, std::span<std::byte, kBenchRequestSize>(b));
+  auto got = decode_bench_request(b);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->id, 9U);
+  EXPECT_EQ(got->kind, BenchKind::Msgs);
+  EXPECT_FALSE(got->verify);
+  EXPECT_EQ(got->amount, 1000U);
+  EXPECT_EQ(got->size, 64U);
+  auto bad = [&](auto mutate) {
+    std::byte c[kBenchRequestSize];
+    std::memcpy(c, b, sizeof c);
+    mutate(c);
+    return !decode_bench_request(c).ok();
+  };
+  EXPECT_TRUE(bad([](std::byte* c) { c[4] = std::byte{0}; }));   // kind 0
+  EXPECT_TRUE(bad([](std::byte* c) { c[4] = std::byte{5}; }));   // kind 5
+  EXPECT_TRUE(bad([](std::byte* c) { c[5] = std::byte{2}; }));   // verify 2
+  EXPECT_TRUE(bad([](std::byte* c) { c[6] = std::byte{1}; }));   // reserved
+  EXPECT_TRUE(bad([](std::byte* c) { c[23] = std::byte{1}; }));  // reserved
+  EXPECT_TRUE(bad([](std::byte* c) { le::store64(c + 8, 0); }));  // no work
+  EXPECT_TRUE(bad([](std::byte* c) { le::store64(c + 8, kMaxBenchCount + 1); }));
+  EXPECT_TRUE(bad([](std::byte* c) { le::store32(c + 16, 0); }));  // msgs need a size
+  EXPECT_TRUE(bad([](std::byte* c) { le::store32(c + 16, kMaxFrame + 1); }));
+  EXPECT_TRUE(bad([](std::byte* c) { c[4] = std::byte{1}; }));  // bulk with a message size
+  EXPECT_FALSE(decode_bench_request(std::span<const std::byte>(b, 23)).ok());
+
+  std::byte r[kBenchResultSize];
+  encode(BenchResult{9, 0, 1000, 5'000'000, 700, true}, std::span<std::byte, kBenchResultSize>(r));
+  auto res = decode_bench_result(r);
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->elapsed_ns, 5'000'000U);
+  EXPECT_EQ(res->p50_ns, 700U);
+  EXPECT_TRUE(res->match);
+  r[32] = std::byte{2};
+  EXPECT_FALSE(decode_bench_result(r).ok());
+  r[32] = std::byte{1};
+  r[39] = std::byte{1};
+  EXPECT_FALSE(decode_bench_result(r).ok());
+  EXPECT_EQ(frame_name(11), "BenchRequest");
+  EXPECT_EQ(bench_kind_name(BenchKind::Rtt), "rtt");
 }
 
 TEST(ChannelBulk, PatternRewindAndChecksum) {

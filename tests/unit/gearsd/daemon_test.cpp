@@ -36,6 +36,12 @@ class ProbeDevice final : public Device {
     out.add("gears_probe_ops_total", MetricType::counter, "Probe ops.", static_cast<double>(ops_));
   }
   json hints() const override { return {{"class", "gold"}, {"source", "probe"}}; }
+  // op "echo" answers with the request; anything else falls back to the default (no operations).
+  void control(const json& req, ControlDone done) override {
+    check_same();
+    if (req.value("op", "") == "echo") return done({{"ok", true}, {"echo", req.value("text", "")}, {"ops", ops_}});
+    Device::control(req, std::move(done));
+  }
 
  private:
   void check(Reactor& loop) {
@@ -150,6 +156,9 @@ TEST(Daemon, AttachListStatsHintsDetach) {
   EXPECT_EQ(r["static"]["text"], "class=gold,rate=10M");
   EXPECT_EQ(r["static"]["parsed"]["rate_bps"], 10000000);
   EXPECT_EQ(r["devices"]["probe/1"]["source"], "probe");
+  ASSERT_EQ(r["registry"]["records"].size(), 1U) << r.dump();  // what backends read
+  EXPECT_EQ(r["registry"]["records"][0]["origin"], "config");
+  EXPECT_EQ(f.daemon->registry().hints().effective(5, gears::hints::DevType::vbd, 0).rate_bps, 10'000'000U);
 
   r = f.ask({{"verb", "detach"}, {"dom", 5}, {"kind", "probe"}, {"devid", 1}});
   EXPECT_EQ(r["ok"], true) << r.dump();
@@ -159,6 +168,25 @@ TEST(Daemon, AttachListStatsHintsDetach) {
   EXPECT_TRUE(f.ask({{"verb", "list"}})["devices"].empty());
   EXPECT_EQ(f.ask({{"verb", "hints"}, {"dom", 5}})["ok"], false);  // forgotten with the domain
   EXPECT_EQ(f.off_thread.load(), 0);  // every device call ran on its own worker thread
+}
+
+TEST(Daemon, ControlReachesTheDeviceOnItsWorker) {
+  DaemonFixture f;
+  json r = f.ask({{"verb", "attach"}, {"dom", 4}, {"kind", "probe"}, {"devid", 2}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = f.ask({{"verb", "control"}, {"dom", 4}, {"kind", "probe"}, {"devid", 2}, {"op", "echo"}, {"text", "hi"}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["echo"], "hi");
+  EXPECT_EQ(r["ops"], 7);
+  r = f.ask({{"verb", "control"}, {"dom", 4}, {"kind", "probe"}, {"devid", 2}, {"op", "frobnicate"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("no control operations"), std::string::npos) << r.dump();
+  r = f.ask({{"verb", "control"}, {"dom", 4}, {"kind", "probe"}, {"devid", 3}, {"op", "echo"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("has no device probe/3"), std::string::npos) << r.dump();
+  EXPECT_EQ(f.ask({{"verb", "control"}, {"dom", 4}, {"kind", "probe"}, {"devid", 2}})["ok"], false);  // no op
+  EXPECT_EQ(f.ask({{"verb", "control"}, {"dom", 4}, {"kind", "Probe!"}, {"op", "echo"}})["ok"], false);
+  EXPECT_EQ(f.off_thread.load(), 0);
 }
 
 TEST(Daemon, AttachIsAllOrNothing) {
