@@ -127,6 +127,8 @@ int cmd_bench(const std::string& socket, const BenchPlan& p, bool as_json) {
   }
   if (as_json) std::cout << json{{"ok", ok}, {"dom", p.dom}, {"devid", p.devid}, {"results", results}}.dump() << "\n";
   return ok ? 0 : 1;
+}
+
 // proctrack's process table of one domain (docs/PROCTRACK.md).
 int cmd_ps(const std::string& socket, std::uint32_t dom, bool as_json) {
   auto r = call(socket, {{"verb", "ps"}, {"dom", dom}}, as_json);
