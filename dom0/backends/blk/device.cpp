@@ -50,13 +50,13 @@ void free_buf(std::byte* p) { std::free(p); }  // NOLINT(cppcoreguidelines-no-ma
 std::uint32_t parse_vdev(const std::string& v) {
   if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() <= 9)
     return static_cast<std::uint32_t>(std::stoul(v));
-  if (v.size() >= 4 && v.size() <= 5 && v.rfind("xvd", 0) == 0) {
-    std::uint32_t idx = 0;
+  if (v.size() >= 4 && v.size() <= 6 && v.rfind("xvd", 0) == 0) {
+    std::uint32_t idx = 0;  // bijective base 26: a=0 .. z=25, aa=26 ...
     for (std::size_t i = 3; i < v.size(); ++i) {
       if (v[i] < 'a' || v[i] > 'z') throw std::invalid_argument("vdev '" + v + "': expected xvd<letters> or a number");
-      idx = idx * 26 + static_cast<std::uint32_t>(v[i] - 'a') + (i + 1 < v.size() ? 1U : 0U);
+      idx = idx * 26 + static_cast<std::uint32_t>(v[i] - 'a') + 1;
     }
-    if (v.size() == 5) idx = (static_cast<std::uint32_t>(v[3] - 'a') + 1) * 26 + static_cast<std::uint32_t>(v[4] - 'a');
+    --idx;
     if (idx < 16) return (202U << 8U) | (idx << 4U);
     return (1U << 28U) | (idx << 8U);
   }
@@ -538,10 +538,8 @@ void BlkDevice::update_target_poll() {
 void BlkDevice::on_target(std::uint32_t events) {
   if (!target_) return;
   target_->on_ready(events, [this](std::uint64_t tag, int res) { complete(tag, res); });
-  if (events != 0) {
-    flush_responses();
-    pump_all();
-  }
+  flush_responses();
+  if (events != 0) pump_all();  // completions freed slots: take more requests (pump_all -> dispatch)
   update_target_poll();
 }
 
