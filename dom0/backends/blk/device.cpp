@@ -270,7 +270,13 @@ Status BlkDevice::connect(xen::Store& s, const std::string& fe, domid_t fe_dom) 
     Queue q;
     q.map = std::move(*m);
     try {
-      q.ring = std::make_unique<Ring>(q.map.data(), pages * kPageBytes);
+      // A ring that was in use (gearsd restarted under a connected frontend) resumes where the last responses
+      // ended: requests after rsp_prod were never answered and are served again. Read once; BackRing then
+      // bounds req_prod against it, so a bogus value only closes the device.
+      auto* sring = reinterpret_cast<blkif_sring*>(q.map.data());
+      const RING_IDX start = ring::shm::load_acquire(sring->rsp_prod);
+      q.ring = std::make_unique<Ring>(q.map.data(), pages * kPageBytes, start);
+      if (start != 0) spdlog::info("dom={} dev={}: resuming a ring at index {}", domid(), name(), start);
       q.evtchn = xen::EventChannel::bind_interdomain(fe_dom, static_cast<evtchn_port_t>(*port));
     } catch (const std::exception& e) {
       return fail("cannot attach the ring or bind its event channel", e.what());
