@@ -47,22 +47,6 @@ void free_buf(std::byte* p) { std::free(p); }  // NOLINT(cppcoreguidelines-no-ma
 
 }  // namespace
 
-std::uint32_t parse_vdev(const std::string& v) {
-  if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() <= 9)
-    return static_cast<std::uint32_t>(std::stoul(v));
-  if (v.size() >= 4 && v.size() <= 6 && v.rfind("xvd", 0) == 0) {
-    std::uint32_t idx = 0;  // bijective base 26: a=0 .. z=25, aa=26 ...
-    for (std::size_t i = 3; i < v.size(); ++i) {
-      if (v[i] < 'a' || v[i] > 'z') throw std::invalid_argument("vdev '" + v + "': expected xvd<letters> or a number");
-      idx = idx * 26 + static_cast<std::uint32_t>(v[i] - 'a') + 1;
-    }
-    --idx;
-    if (idx < 16) return (202U << 8U) | (idx << 4U);
-    return (1U << 28U) | (idx << 8U);
-  }
-  throw std::invalid_argument("vdev '" + v + "': expected xvd<letters> (e.g. xvdb) or a number");
-}
-
 BlkConfig parse_config(const nlohmann::json& p, std::uint32_t devid) {
   if (!p.is_object()) throw std::invalid_argument("params must be an object");
   BlkConfig c;
@@ -85,7 +69,7 @@ BlkConfig parse_config(const nlohmann::json& p, std::uint32_t devid) {
   else throw std::invalid_argument("grants='" + g + "': expected copy or persistent");
   c.sched.weights = parse_weights(param(p, "weights"), c.sched.weights);
   c.sched.extents = parse_regions(param(p, "regions"));
-  c.sched.rate_bps = parse_rate(param(p, "rate"));
+  c.sched.rate_bps = parse_rate(param(p, "capacity", param(p, "rate")));  // the disk's capacity model (bytes/s)
   const std::string depth = param(p, "depth", "64");
   if (depth.empty() || depth.find_first_not_of("0123456789") != std::string::npos || depth.size() > 4 ||
       std::stoul(depth) < 1 || std::stoul(depth) > 1024)
@@ -156,7 +140,7 @@ Status BlkDevice::start(daemon::Reactor& loop) {
 
     auto n = nodes;
     nlohmann::json keep = nlohmann::json::object();
-    for (const char* k : {"grants", "regions", "weights", "rate", "depth", "anticipate", "class", "hints", "cache",
+    for (const char* k : {"grants", "regions", "weights", "capacity", "rate", "depth", "anticipate", "class", "hints", "cache",
                           "sector-size", "vdev"})
       if (params_.contains(k)) keep[k] = params_[k];
     n.be_keys = {{"params", cfg_.target},

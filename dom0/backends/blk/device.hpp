@@ -53,8 +53,6 @@ struct BlkConfig {
 };
 // Throws std::invalid_argument with a message naming the bad parameter.
 [[nodiscard]] BlkConfig parse_config(const nlohmann::json& params, std::uint32_t devid);
-// xvdb -> 51728 (202 << 8 | 1 << 4), xvdaa -> extended form, digits -> as is. Throws on anything else.
-[[nodiscard]] std::uint32_t parse_vdev(const std::string& vdev);
 
 class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:

@@ -1,6 +1,8 @@
 #include "dom0/backends/blk/protocol.hpp"
 
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace gears::blk {
 namespace {
@@ -139,6 +141,22 @@ Parsed parse_indirect_segments(const Request& head, std::span<const std::byte> p
   q.nr_sectors = n;
   if (auto why = check_range(q.sector, n, g); !why.empty()) return rej(why);
   return q;
+}
+
+std::uint32_t parse_vdev(const std::string& v) {
+  if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() <= 9)
+    return static_cast<std::uint32_t>(std::stoul(v));
+  if (v.size() >= 4 && v.size() <= 6 && v.rfind("xvd", 0) == 0) {
+    std::uint32_t idx = 0;  // bijective base 26: a=0 .. z=25, aa=26 ...
+    for (std::size_t i = 3; i < v.size(); ++i) {
+      if (v[i] < 'a' || v[i] > 'z') throw std::invalid_argument("vdev '" + v + "': expected xvd<letters> or a number");
+      idx = idx * 26 + static_cast<std::uint32_t>(v[i] - 'a') + 1;
+    }
+    --idx;
+    if (idx < 16) return (202U << 8U) | (idx << 4U);
+    return (1U << 28U) | (idx << 8U);
+  }
+  throw std::invalid_argument("vdev '" + v + "': expected xvd<letters> (e.g. xvdb) or a number");
 }
 
 blkif_response make_response(std::uint64_t id, std::uint8_t wire_op, std::int16_t status) {

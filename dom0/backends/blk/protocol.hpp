@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "common/util/result.hpp"
@@ -108,6 +109,10 @@ class Parsed {
 // then checks the sector range. `out` must hold nr_segments entries.
 [[nodiscard]] Parsed parse_indirect_segments(const Request& head, std::span<const std::byte> pages,
                                              std::span<Segment> out, const DiskGeometry& g);
+
+// Virtual device number of a vdev name, as libxl computes it: xvdb -> 51728 (202 << 8 | 1 << 4), xvdq and later
+// -> the extended form (1 << 28 | index << 8), digits -> as is. Throws std::invalid_argument on anything else.
+[[nodiscard]] std::uint32_t parse_vdev(const std::string& vdev);
 
 // The blkif response for a request or a rejection.
 [[nodiscard]] blkif_response make_response(std::uint64_t id, std::uint8_t wire_op, std::int16_t status);

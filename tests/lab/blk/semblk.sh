@@ -53,10 +53,9 @@ t_ext4() {
       target=file:/tmp/semblk-ext4.img ;;
     nbd)
       # A real NBD server on loopback: nbdkit's file plugin over a 1 GiB sparse file.
-      dom0 "pkill -f 'nbdkit.*semblk-nbd' ; rm -f /tmp/semblk-nbd.img && truncate -s 1G /tmp/semblk-nbd.img &&
-            nbdkit --exit-with-parent=no -i 127.0.0.1 -p 10809 -P /run/gears/nbdkit.pid file /tmp/semblk-nbd.img \
-              && sleep 1 && nbdinfo nbd://127.0.0.1:10809 2>/dev/null | head -3; cat /run/gears/nbdkit.pid" \
-        || fail "nbdkit did not start"
+      dom0 "[ -f /run/gears/nbdkit.pid ] && kill \$(cat /run/gears/nbdkit.pid) 2>/dev/null; rm -f /tmp/semblk-nbd.img
+            truncate -s 1G /tmp/semblk-nbd.img && nbdkit -i 127.0.0.1 -p 10809 -P /run/gears/nbdkit.pid file /tmp/semblk-nbd.img \
+            && sleep 1 && echo nbdkit pid \$(cat /run/gears/nbdkit.pid)" || fail "nbdkit did not start"
       target=nbd://127.0.0.1:10809 ;;
   esac
   attach pv1 xvdb 51728 "$target"
@@ -136,7 +135,67 @@ t_hostile() {
   pass "junk got error responses, prod/flood closed pv1's device; pvh1's Gears disk kept working"
 }
 
+# Two processes in pv1 read concurrently (O_DIRECT, 1 MiB) from the two halves of one Gears disk whose capacity
+# model (capacity=) makes the disk the bottleneck. With hints (regions: half A gold, half B bronze; weights 4:1)
+# the gold process must get >= 3x the bronze one's throughput; without hints (both halves one class) their
+# shares must be within 20%. Throughput = bytes served per process label, from gearsd's per-process statistics
+# over the same window (and the guests' own dd counts, printed for comparison).
+prio_run() {
+  local params=$1 label=$2 secs=${3:-30} out s0 s1
+  dom0 "rm -f /tmp/semblk-prio.img && truncate -s 1G /tmp/semblk-prio.img" || fail "backing file"
+  # Half A: sectors 0..1048575 (512 MiB), half B: 1048576..2097151.
+  attach pv1 xvdb 51728 file:/tmp/semblk-prio.img $params
+  guest pv1 "cat > /tmp/prio.sh <<'EOF2'
+r() { while :; do dd if=/dev/xvdb of=/dev/null bs=1M count=256 skip=\$1 iflag=direct 2>/dev/null || exit; done; }
+r 0 </dev/null >/dev/null 2>&1 & echo \$! > /tmp/prio.a; r 512 </dev/null >/dev/null 2>&1 & echo \$! > /tmp/prio.b
+EOF2
+sh /tmp/prio.sh" || fail "start readers"
+  sleep 5
+  s0=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
+  sleep "$secs"
+  s1=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
+  guest pv1 "kill \$(cat /tmp/prio.a) \$(cat /tmp/prio.b); pkill dd; sleep 1; true"
+  dom0 "gearsctl top -b -n 1" || true
+  detach pv1 xvdb 51728
+  python3 - "$s0" "$s1" "$secs" "$label" <<'PY'
+import json, sys
+s0, s1, secs, label = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def procs(s):
+    out = {}
+    for d in s.get("devices", []):
+        for g in d.get("groups", []):
+            if g["group"] == "process": out[g["name"]] = g["bytes"]
+    return out
+a, b = procs(s0), procs(s1)
+rates = {k: (b[k] - a.get(k, 0)) / secs / 1e6 for k in b}
+print(json.dumps({"run": label, "MBps": rates}))
+PY
+}
+
+t_priority() {
+  local hinted fair ra rb
+  start_gearsd
+  local cap=${SEMBLK_CAPACITY:-8M}
+  hinted=$(prio_run "--param capacity=$cap --param weights=gold:4,bronze:1 --param regions='0-1048575:gold:A;1048576-2097151:bronze:B'" hinted) \
+    || fail "hinted run"
+  echo "$hinted"
+  fair=$(prio_run "--param capacity=$cap --param regions='0-1048575:silver:A;1048576-2097151:silver:B'" unhinted) \
+    || fail "unhinted run"
+  echo "$fair"
+  python3 - "$(tail -1 <<<"$hinted")" "$(tail -1 <<<"$fair")" <<'PY' || fail "shares out of bounds"
+import json, sys
+h, f = json.loads(sys.argv[1])["MBps"], json.loads(sys.argv[2])["MBps"]
+hr = h["A"] / max(h["B"], 1e-9)
+fr = f["A"] / max(f["B"], 1e-9)
+print(f"hinted gold/bronze = {hr:.2f} (A {h['A']:.2f} MB/s, B {h['B']:.2f} MB/s); "
+      f"unhinted A/B = {fr:.2f} (A {f['A']:.2f} MB/s, B {f['B']:.2f} MB/s)")
+sys.exit(0 if hr >= 3.0 and 0.8 <= fr <= 1.25 else 1)
+PY
+  pass "weighted classes: gold >= 3x bronze with hints, fair within 20% without"
+}
+
 case "${1:-}" in
+  priority) t_priority ;;
   gearsd) t_gearsd ;;
   ext4) t_ext4 "${2:-file}" ;;
   durable) t_durable ;;
