@@ -175,13 +175,22 @@ void BlkDevice::stop() {
     const std::string be = driver_->be_path(), fe = driver_->fe_path();
     (void)store_->write(be + "/online", "0");
     (void)store_->write(be + "/state", std::to_string(static_cast<int>(XenbusStateClosing)));
-    for (int i = 0; i < 100; ++i) {
+    // Keep serving while the frontend closes: it may still have requests in flight.
+    bool closed = false;
+    for (int i = 0; i < 100 && !closed; ++i) {
       auto st = store_->read(fe + "/state");
-      if (!st || *st == "6" || *st == "1") break;  // gone, Closed, or never connected (Initialising)
-      // The frontend may still need responses: keep serving while it closes.
-      if (target_) on_target(0);
-      for (std::uint32_t q = 0; q < queues_.size(); ++q) pump(q);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      closed = !st || *st == "6" || *st == "1";  // gone, Closed, or never connected (Initialising)
+      if (!closed) {
+        serve_once();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    // A frontend that did not close (disk still in use) gets every outstanding request answered (errors for
+    // those not yet started), so its kernel never waits forever for a response that cannot come.
+    if (!closed) {
+      spdlog::warn("dom={} dev={}: frontend did not close within 5 s (disk in use?): failing its outstanding requests",
+                   domid(), name());
+      drain();
     }
     (void)store_->write(be + "/state", std::to_string(static_cast<int>(XenbusStateClosed)));
   }
@@ -194,6 +203,28 @@ void BlkDevice::stop() {
   driver_.reset();
   target_.reset();
   if (store_) xenbus::remove_device_nodes(*store_, blk_nodes(dom, key().devid));
+}
+
+void BlkDevice::serve_once() {
+  if (target_) target_->on_ready(0, [this](std::uint64_t tag, int res) { complete(tag, res); });
+  for (std::uint32_t q = 0; q < queues_.size(); ++q) pump(q);
+  dispatch();
+  flush_responses();
+}
+
+void BlkDevice::drain() {
+  // Requests not yet at the target: answered with an error now.
+  for (std::uint32_t si = 0; si < slots_.size(); ++si)
+    if (slots_[si].state == SlotState::queued && !slots_[si].cancelled) {
+      slots_[si].cancelled = true;
+      if (slots_[si].gen == gen_) respond(slots_[si].queue, slots_[si].req.id, slots_[si].req.wire_op, BLKIF_RSP_ERROR);
+    }
+  // Requests at the target: their completions answer them (bounded wait).
+  for (int i = 0; i < 200 && target_ && target_->in_flight() > 0; ++i) {
+    target_->on_ready(EPOLLIN, [this](std::uint64_t tag, int res) { complete(tag, res); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  flush_responses();
 }
 
 Status BlkDevice::advertise(xen::StoreOps& t, const std::string& be) {

@@ -99,6 +99,9 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   void on_target(std::uint32_t events);
   void pump(std::uint32_t q);
   void pump_all();
+  // Detach helpers (stop(), blocking the worker for a bounded time): one service round; answer everything.
+  void serve_once();
+  void drain();
   // One request copied out of queue q's ring.
   void intake(std::uint32_t q, const blkif_request& raw);
   void respond(std::uint32_t q, std::uint64_t id, std::uint8_t op, std::int16_t status);
