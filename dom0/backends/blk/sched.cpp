@@ -37,7 +37,9 @@ std::uint8_t parse_class(const std::string& s) {
   return static_cast<std::uint8_t>(v);
 }
 
-std::array<std::uint32_t, kClasses> parse_weights(const std::string& s, std::array<std::uint32_t, kClasses> w) {
+std::array<std::uint32_t, kClasses> parse_weights(const std::string& text, std::array<std::uint32_t, kClasses> w) {
+  std::string s = text;
+  std::replace(s.begin(), s.end(), ';', ',');  // ';' inside gears_disk items, where ',' separates keys
   for (auto item : split(s, ',')) {
     const auto c = item.find(':');
     if (c == std::string_view::npos) throw std::invalid_argument("weights: '" + std::string(item) + "' is not class:weight");

@@ -43,7 +43,7 @@ struct SchedConfig {
 };
 
 // Parses the textual knobs (throws std::invalid_argument with a clear message).
-//   weights   "gold:4,bronze:1" or "0:4,2:1"
+//   weights   "gold:4,bronze:1" or "0:4;2:1" (";" where "," separates keys, as in gears_disk)
 //   regions   "first-last:class[:label];..." sectors, class by name or number
 //   rate      "50M" / "200K" / "1048576" bytes per second
 [[nodiscard]] std::array<std::uint32_t, kClasses> parse_weights(const std::string& s,

@@ -140,3 +140,15 @@ TEST(BlkSched, BadKnobsAreClearErrors) {
 
 }  // namespace
 }  // namespace gears::blk
+
+namespace gears::blk {
+namespace {
+TEST(BlkSched, WeightsAcceptSemicolons) {
+  SchedConfig cfg;
+  const auto w = parse_weights("gold:8;bronze:2", cfg.weights);
+  EXPECT_EQ(w[0], 8U);
+  EXPECT_EQ(w[2], 2U);
+  EXPECT_EQ(w[1], cfg.weights[1]);
+}
+}  // namespace
+}  // namespace gears::blk
