@@ -176,7 +176,7 @@ t_priority() {
   local hinted fair ra rb
   start_gearsd
   local cap=${SEMBLK_CAPACITY:-8M}
-  hinted=$(prio_run "--param capacity=$cap --param weights=gold:4,bronze:1 --param regions='0-1048575:gold:A;1048576-2097151:bronze:B'" hinted) \
+  hinted=$(prio_run "--param capacity=$cap --param weights=gold:4,bronze:1 --param anticipate=${SEMBLK_ANTICIPATE_US:-20000} --param regions='0-1048575:gold:A;1048576-2097151:bronze:B'" hinted) \
     || fail "hinted run"
   echo "$hinted"
   fair=$(prio_run "--param capacity=$cap --param regions='0-1048575:silver:A;1048576-2097151:silver:B'" unhinted) \
