@@ -154,7 +154,7 @@ sh /tmp/prio.sh" || fail "start readers"
   s0=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
   sleep "$secs"
   s1=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
-  guest pv1 "kill -9 \$(cat /tmp/prio.a) \$(cat /tmp/prio.b); sleep 2; ps | grep -c [d]d; true"
+  guest pv1 "kill -9 \$(cat /tmp/prio.a) \$(cat /tmp/prio.b); killall -9 dd 2>/dev/null; sleep 2; ps | grep -c [d]d; true"
   dom0 "gearsctl top -b -n 1" || true
   detach pv1 xvdb 51728
   python3 - "$s0" "$s1" "$secs" "$label" <<'PY'
