@@ -40,9 +40,31 @@ json top_snapshot(const json& prev, const json& cur, double dt_s) {
       ops_rate = (ops >= pops ? ops - pops : ops) / dt_s;
       bytes_rate = (bytes >= pbytes ? bytes - pbytes : bytes) / dt_s;
     }
-    devices.push_back({{"dom", dom}, {"dev", dev}, {"kind", d.value("kind", "")}, {"worker", d.value("worker", 0)},
-                       {"state", d.value("state", "")}, {"ops", ops}, {"bytes", bytes}, {"errors", errors},
-                       {"ops_per_s", ops_rate}, {"bytes_per_s", bytes_rate}});
+    json row = {{"dom", dom}, {"dev", dev}, {"kind", d.value("kind", "")}, {"worker", d.value("worker", 0)},
+                {"state", d.value("state", "")}, {"ops", ops}, {"bytes", bytes}, {"errors", errors},
+                {"ops_per_s", ops_rate}, {"bytes_per_s", bytes_rate}};
+    // Devices that schedule by class/process (e.g. vbd) report {"classes"|"processes": {name: {reqs, bytes}}}:
+    // shown as sub-rows with their own rates.
+    json groups = json::array();
+    const auto prev_it = before.find({dom, dev});
+    for (const char* g : {"classes", "processes"}) {
+      auto gi = stats.find(g);
+      if (gi == stats.end() || !gi->is_object()) continue;
+      for (const auto& [gname, gv] : gi->items()) {
+        double r_ops = 0, r_bytes = 0;
+        const double g_ops = counter(gv, "reqs"), g_bytes = counter(gv, "bytes");
+        if (prev_it != before.end() && dt_s > 0) {
+          const json pg = prev_it->second.value(g, json::object()).value(gname, json::object());
+          const double p_ops = counter(pg, "reqs"), p_bytes = counter(pg, "bytes");
+          r_ops = (g_ops >= p_ops ? g_ops - p_ops : g_ops) / dt_s;
+          r_bytes = (g_bytes >= p_bytes ? g_bytes - p_bytes : g_bytes) / dt_s;
+        }
+        groups.push_back({{"group", std::string(g) == "classes" ? "class" : "process"}, {"name", gname},
+                          {"ops_per_s", r_ops}, {"bytes_per_s", r_bytes}, {"bytes", g_bytes}});
+      }
+    }
+    if (!groups.empty()) row["groups"] = std::move(groups);
+    devices.push_back(std::move(row));
     json& agg = domains[dom];
     if (agg.is_null()) agg = {{"dom", dom}, {"devices", 0}, {"ops_per_s", 0.0}, {"bytes_per_s", 0.0}, {"errors", 0.0}};
     agg["devices"] = agg["devices"].get<int>() + 1;
@@ -72,6 +94,11 @@ std::string render_top(const json& snap) {
       out += fmt::format("{:>5} {:<14} {:<8} {:>3} {:<9} {:>10.1f} {:>10.1f} {:>8.0f}\n", "", d.value("dev", ""),
                          d.value("kind", ""), d.value("worker", 0), d.value("state", ""), d.value("ops_per_s", 0.0),
                          d.value("bytes_per_s", 0.0) / 1024.0, d.value("errors", 0.0));
+      if (auto g = d.find("groups"); g != d.end())
+        for (const auto& row : *g)
+          out += fmt::format("{:>5} {:<14} {:<8} {:>3} {:<9} {:>10.1f} {:>10.1f}\n", "",
+                             fmt::format("  {} {}", row.value("group", ""), row.value("name", "")), "", "", "",
+                             row.value("ops_per_s", 0.0), row.value("bytes_per_s", 0.0) / 1024.0);
     }
   }
   return out;

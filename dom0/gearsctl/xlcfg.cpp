@@ -295,7 +295,12 @@ ConfigResult load_gears_config(const std::string& path) {
     default: return ck.error("gears_hints", "must be a string, e.g. \"class=gold,rate=10M,latency=500us\"");
   }
 
-  if (auto e = ck.device_list("gears_disk", "vbd", {"vdev", "target", "mode"}, {"vdev", "target"}, plan)) return *e;
+  // gears_disk: the disk's own keys (dom0/backends/blk/README.md); any other key=value is a per-disk hint.
+  if (auto e = ck.device_list("gears_disk", "vbd",
+                              {"vdev", "target", "mode", "grants", "cache", "sector-size", "regions", "weights",
+                               "capacity", "depth", "anticipate"},
+                              {"vdev", "target"}, plan))
+    return *e;
   if (auto e = ck.device_list("gears_vif", "vif", {"mac", "bridge"}, {}, plan)) return *e;
   return plan;
 }

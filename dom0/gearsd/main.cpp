@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "dom0/backends/blk/device.hpp"
 #include "dom0/channel/channel_device.hpp"
 #include "dom0/gearsd/daemon.hpp"
 #include "dom0/gearsd/log.hpp"
@@ -56,6 +57,9 @@ int main(int argc, char** argv) {
     // proctrack (docs/PROCTRACK.md): kind "proctrack" and the verbs ps, events.
     gears::proctrack::register_service(d);
     if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
+    // Block (blkif for xen-blkfront): attached by gearsctl create/attach or found under backend/gears-vbd.
+    d.registry().register_factory("vbd", gears::blk::make_blk_device);
+    if (!no_discovery) d.add_discovery(gears::blk::make_blk_discovery());
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());

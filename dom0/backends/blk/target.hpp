@@ -1,0 +1,77 @@
+// Targets: the storage behind a Gears disk. Chosen by the disk's declaration (`target=`):
+//   file:/path | /path        a raw file or block device, through io_uring (liburing)
+//   nbd://host[:port][/name]  a remote NBD export, through libnbd (also nbd+unix://...)
+// Options (device params): cache=writethrough (default; O_DSYNC: a write is durable when acknowledged),
+// writeback (dom0 page cache; durability only at FLUSH, which is an fdatasync: flush semantics kept
+// exactly), none (O_DIRECT). NBD: writes follow the server's cache; FLUSH maps to NBD_CMD_FLUSH.
+//
+// Asynchronous, single-threaded: every call is made on the owning device's worker thread. The device
+// polls fd() for poll_events() and calls on_ready(), which reports each completion once through
+// `done(tag, result)` (result 0 = success, else a negative errno). Buffers stay valid and untouched by
+// the caller until their completion is reported.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/util/result.hpp"
+
+namespace gears::blk {
+
+enum class IoKind : std::uint8_t { read, write, flush, discard };
+
+struct TargetIo {
+  IoKind kind = IoKind::read;
+  std::uint64_t tag = 0;
+  std::uint64_t offset = 0;      // bytes
+  std::span<std::byte> buf{};    // read/write
+  std::uint64_t length = 0;      // discard (bytes)
+};
+
+enum class CacheMode : std::uint8_t { writethrough, writeback, none };
+
+struct TargetOptions {
+  bool read_only = false;
+  CacheMode cache = CacheMode::writethrough;
+  std::uint32_t depth = 64;  // operations in flight at most
+};
+
+class Target {
+ public:
+  using Done = std::function<void(std::uint64_t tag, int result)>;
+  virtual ~Target() = default;
+  Target() = default;
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  [[nodiscard]] virtual std::uint64_t size_bytes() const = 0;
+  [[nodiscard]] virtual bool read_only() const = 0;
+  [[nodiscard]] virtual bool can_discard() const = 0;
+  [[nodiscard]] virtual std::string describe() const = 0;
+  [[nodiscard]] virtual std::uint32_t depth() const = 0;
+
+  [[nodiscard]] virtual int fd() const = 0;
+  [[nodiscard]] virtual std::uint32_t poll_events() const = 0;  // EPOLLIN / EPOLLOUT, may change after calls
+
+  // Queue one operation (EAGAIN when depth() operations are in flight).
+  [[nodiscard]] virtual Status submit(const TargetIo& io) = 0;
+  // Push queued operations to the kernel/server (once per batch).
+  virtual void kick() = 0;
+  // fd() is ready with `events`: make progress, report completions.
+  virtual void on_ready(std::uint32_t events, const Done& done) = 0;
+  [[nodiscard]] virtual std::size_t in_flight() const = 0;
+};
+
+// Opens the target named by `spec`. Throws std::runtime_error with a clear message on bad input.
+[[nodiscard]] std::unique_ptr<Target> open_target(const std::string& spec, const TargetOptions& opts);
+[[nodiscard]] std::unique_ptr<Target> open_file_target(const std::string& path, const TargetOptions& opts);
+[[nodiscard]] std::unique_ptr<Target> open_nbd_target(const std::string& uri, const TargetOptions& opts);
+
+// Parses cache=...; throws std::invalid_argument naming the accepted values.
+[[nodiscard]] CacheMode parse_cache_mode(const std::string& s);
+
+}  // namespace gears::blk

@@ -1,0 +1,204 @@
+#!/bin/bash
+# semblk lab tests (issue 4): the Gears blkif backend serving the stock xen-blkfront of the lab guests.
+#   semblk.sh gearsd | ext4 file|nbd | durable | hostile | priority
+# gearsd runs in dom0 for the whole group (log: /run/gears/gearsd.log in dom0). Backing files live in dom0's /tmp.
+set -uo pipefail
+LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
+LOG=/run/gears/gearsd.log   # in dom0
+
+fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 30 $LOG" >&2 || true; exit 1; }
+pass() { echo "PASS: $*"; exit 0; }
+dom0() { "$LABCTL" exec dom0 --timeout "${T:-120}" -- "$@"; }
+guest() { local g=$1; shift; "$LABCTL" exec "$g" --timeout "${T:-300}" -- "$@"; }
+domid() { dom0 "xl domid $1"; }
+
+# dom0 runs the binaries in place over 9p: a binary relinked while the lab is up can be served from stale page
+# cache (seen: gearsd segfaulting at once until caches were dropped), so drop them before starting gearsd.
+start_gearsd() {
+  dom0 "mkdir -p /run/gears; if ! [ -S /run/gears/gearsd.sock ] || ! gearsctl list >/dev/null 2>&1; then
+          sync; echo 3 > /proc/sys/vm/drop_caches
+          setsid gearsd --socket /run/gears/gearsd.sock --log-file $LOG --log-level debug </dev/null >/dev/null 2>&1 &
+          for i in \$(seq 50); do gearsctl list >/dev/null 2>&1 && break; sleep 0.2; done; fi; gearsctl version" \
+    || fail "gearsd did not start"
+}
+
+# attach <guest> <vdev> <devid> <target> [--param k=v ...]: the disk appears in the guest as /dev/<vdev>.
+attach() {
+  local g=$1 vdev=$2 devid=$3 target=$4; shift 4
+  local id; id=$(domid "$g") || fail "no $g"
+  dom0 "gearsctl attach $id vbd $devid --param target=$target $*" || fail "attach $vdev to $g"
+  guest "$g" "for i in \$(seq 100); do [ -b /dev/$vdev ] && exit 0; sleep 0.2; done; cat /proc/partitions; exit 1" \
+    || fail "$g: /dev/$vdev did not appear"
+}
+detach() {
+  local g=$1 vdev=$2 devid=$3 id; id=$(domid "$g")
+  dom0 "gearsctl detach $id vbd $devid" || fail "detach $vdev from $g"
+  guest "$g" "for i in \$(seq 100); do [ -b /dev/$vdev ] || exit 0; sleep 0.2; done; exit 1" \
+    || fail "$g: /dev/$vdev still there after detach"
+}
+
+t_gearsd() {
+  start_gearsd
+  dom0 "gearsctl list"
+  pass "gearsd up"
+}
+
+# mkfs.ext4, 256 MiB of random files, checksums; detach, re-attach, mount: the checksums match.
+t_ext4() {
+  local kind=$1 target out t0 t1
+  start_gearsd
+  case $kind in
+    file)
+      dom0 "rm -f /tmp/semblk-ext4.img && truncate -s 1G /tmp/semblk-ext4.img" || fail "backing file"
+      target=file:/tmp/semblk-ext4.img ;;
+    nbd)
+      # A real NBD server on loopback: nbdkit's file plugin over a 1 GiB sparse file.
+      dom0 "[ -f /run/gears/nbdkit.pid ] && kill \$(cat /run/gears/nbdkit.pid) 2>/dev/null; rm -f /tmp/semblk-nbd.img
+            truncate -s 1G /tmp/semblk-nbd.img && nbdkit -i 127.0.0.1 -p 10809 -P /run/gears/nbdkit.pid file /tmp/semblk-nbd.img \
+            && sleep 1 && echo nbdkit pid \$(cat /run/gears/nbdkit.pid)" || fail "nbdkit did not start"
+      target=nbd://127.0.0.1:10809 ;;
+  esac
+  attach pv1 xvdb 51728 "$target"
+  t0=$(date +%s.%N)
+  out=$(T=900 guest pv1 "set -e; mkfs.ext4 -q -F /dev/xvdb; mkdir -p /mnt/sb; mount /dev/xvdb /mnt/sb
+        for i in \$(seq 16); do dd if=/dev/urandom of=/mnt/sb/f\$i bs=1M count=16 2>/dev/null; done
+        sync; (cd /mnt/sb && md5sum f*) > /tmp/semblk.md5; df -k /mnt/sb | tail -1; umount /mnt/sb; wc -l < /tmp/semblk.md5") \
+    || fail "$kind: mkfs/write in pv1: $out"
+  t1=$(date +%s.%N)
+  echo "$out"
+  echo "wrote 256 MiB in $(echo "$t1 - $t0" | bc) s (mkfs + write + sync, guest time)"
+  detach pv1 xvdb 51728
+  attach pv1 xvdb 51728 "$target"
+  out=$(T=600 guest pv1 "set -e; mount /dev/xvdb /mnt/sb; cd /mnt/sb; md5sum -c /tmp/semblk.md5 | grep -c ': OK'; cd /; umount /mnt/sb") \
+    || fail "$kind: checksums after re-attach: $out"
+  echo "files OK after re-attach: $out"
+  [ "$(echo "$out" | tail -1)" = 16 ] || fail "$kind: only $out of 16 files intact"
+  out=$(T=600 guest pv1 "e2fsck -fn /dev/xvdb >/dev/null 2>&1 && echo clean") || true
+  echo "e2fsck: $out"
+  dom0 "gearsctl list --json | head -c 2000"
+  detach pv1 xvdb 51728
+  [ "$kind" = nbd ] && dom0 "kill \$(cat /run/gears/nbdkit.pid) 2>/dev/null; rm -f /tmp/semblk-nbd.img"
+  [ "$kind" = file ] && dom0 "rm -f /tmp/semblk-ext4.img"
+  pass "$kind: ext4 with 16 x 16 MiB random files survives detach + re-attach (checksums equal, fsck clean: $out)"
+}
+
+# A write whose flush was acknowledged is in the target file after kill -9 gearsd.
+t_durable() {
+  local out sum_g sum_f
+  start_gearsd
+  dom0 "rm -f /tmp/semblk-durable.img && truncate -s 256M /tmp/semblk-durable.img" || fail "backing file"
+  attach pv1 xvdc 51744 file:/tmp/semblk-durable.img --param cache=writeback
+  # dd conv=fsync: the data, then a flush (FLUSH_DISKCACHE) that must be acknowledged before dd exits.
+  out=$(guest pv1 "set -e; dd if=/dev/urandom of=/tmp/blob bs=1M count=4 2>/dev/null
+        dd if=/tmp/blob of=/dev/xvdc bs=1M seek=37 conv=fsync 2>/dev/null; md5sum < /tmp/blob") || fail "guest write: $out"
+  sum_g=${out%% *}
+  dom0 "kill -9 \$(pidof gearsd)" || fail "kill -9"
+  sum_f=$(dom0 "dd if=/tmp/semblk-durable.img bs=1M skip=37 count=4 2>/dev/null | md5sum") || fail "read target"
+  sum_f=${sum_f%% *}
+  echo "guest md5 $sum_g, target file md5 $sum_f"
+  dom0 "grep -c 'flush' $LOG >/dev/null; gearsctl list 2>&1 | head -2" || true
+  [ "$sum_g" = "$sum_f" ] || fail "acknowledged data missing from the target after kill -9"
+  # gearsd comes back, rediscovers the disk from xenstore and resumes the guest's ring.
+  start_gearsd
+  out=$(guest pv1 "dd if=/dev/xvdc bs=1M skip=37 count=4 iflag=direct 2>/dev/null | md5sum") || true
+  echo "after gearsd restart, guest reads back: ${out%% *}"
+  dom0 "gearsctl detach \$(xl domid pv1) vbd 51744; rm -f /tmp/semblk-durable.img" || true
+  guest pv1 "for i in \$(seq 50); do [ -b /dev/xvdc ] || exit 0; sleep 0.2; done" || true
+  pass "flushed write survived kill -9 gearsd (md5 $sum_f)$([ "${out%% *}" = "$sum_g" ] && echo '; the disk resumed after restart')"
+}
+
+# pv1 runs a userspace frontend that misbehaves; dom0 closes its device; pvh1's Gears disk keeps working.
+t_hostile() {
+  local bad out c
+  start_gearsd
+  bad=$(domid pv1)
+  dom0 "rm -f /tmp/semblk-h1.img /tmp/semblk-h2.img; truncate -s 64M /tmp/semblk-h1.img /tmp/semblk-h2.img" || fail "files"
+  attach pvh1 xvdb 51728 file:/tmp/semblk-h2.img
+  guest pvh1 "dd if=/dev/urandom of=/tmp/good bs=1M count=2 2>/dev/null; dd if=/tmp/good of=/dev/xvdb bs=1M conv=fsync 2>/dev/null" \
+    || fail "pvh1 write"
+  # pv1's kernel blkfront must not own the device: the test frontend does.
+  guest pv1 "rmmod xen_blkfront" || fail "rmmod xen_blkfront"
+  for c in junk prod flood; do
+    dom0 "gearsctl attach $bad vbd 51888 --param target=file:/tmp/semblk-h1.img" || fail "attach hostile disk"
+    out=$(guest pv1 "gears-blkfront-test --devid 51888 hostile --case $c") ; echo "pv1 $c: $out"
+    grep -q '"ok":true' <<<"$out" || fail "hostile case $c: $out"
+    if [ $c != junk ]; then
+      dom0 "grep 'dom=$bad dev=vbd/51888: closed' $LOG | tail -n 1" || fail "no 'closed' log line for $c"
+    fi
+    out=$(guest pvh1 "dd if=/dev/xvdb bs=1M count=2 iflag=direct 2>/dev/null | md5sum; md5sum < /tmp/good") || fail "pvh1 read"
+    [ "$(echo "$out" | cut -d' ' -f1 | uniq | wc -l)" = 1 ] || fail "pvh1's disk corrupted after pv1's $c: $out"
+    dom0 "gearsctl detach $bad vbd 51888" || fail "detach hostile disk"
+  done
+  dom0 "grep -E 'dom=$bad dev=vbd/51888: (closed|request rejected)' $LOG | head -n 30"
+  guest pv1 "insmod \$(grep xen-blkfront /etc/lab/modules)" || true
+  detach pvh1 xvdb 51728
+  pass "junk got error responses, prod/flood closed pv1's device; pvh1's Gears disk kept working"
+}
+
+# Two processes in pv1 read concurrently (O_DIRECT, 1 MiB) from the two halves of one Gears disk whose capacity
+# model (capacity=) makes the disk the bottleneck. With hints (regions: half A gold, half B bronze; weights 4:1)
+# the gold process must get >= 3x the bronze one's throughput; without hints (both halves one class) their
+# shares must be within 20%. Throughput = bytes served per process label, from gearsd's per-process statistics
+# over the same window (and the guests' own dd counts, printed for comparison).
+prio_run() {
+  local params=$1 label=$2 secs=${3:-30} out s0 s1
+  dom0 "rm -f /tmp/semblk-prio.img && truncate -s 1G /tmp/semblk-prio.img" || fail "backing file"
+  # Half A: sectors 0..1048575 (512 MiB), half B: 1048576..2097151.
+  attach pv1 xvdb 51728 file:/tmp/semblk-prio.img $params
+  guest pv1 "cat > /tmp/prio.sh <<'EOF2'
+r() { while :; do dd if=/dev/xvdb of=/dev/null bs=1M count=256 skip=\$1 iflag=direct 2>/dev/null || exit; done; }
+r 0 </dev/null >/dev/null 2>&1 & echo \$! > /tmp/prio.a; r 512 </dev/null >/dev/null 2>&1 & echo \$! > /tmp/prio.b
+EOF2
+sh /tmp/prio.sh" || fail "start readers"
+  sleep 5
+  s0=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
+  sleep "$secs"
+  s1=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
+  guest pv1 "kill -9 \$(cat /tmp/prio.a) \$(cat /tmp/prio.b); killall -9 dd 2>/dev/null; sleep 2; ps | grep -c [d]d; true"
+  dom0 "gearsctl top -b -n 1" || true
+  detach pv1 xvdb 51728
+  python3 - "$s0" "$s1" "$secs" "$label" <<'PY'
+import json, sys
+s0, s1, secs, label = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def procs(s):
+    out = {}
+    for d in s.get("devices", []):
+        for g in d.get("groups", []):
+            if g["group"] == "process": out[g["name"]] = g["bytes"]
+    return out
+a, b = procs(s0), procs(s1)
+rates = {k: (b[k] - a.get(k, 0)) / secs / 1e6 for k in b}
+print(json.dumps({"run": label, "MBps": rates}))
+PY
+}
+
+t_priority() {
+  local hinted fair ra rb
+  start_gearsd
+  local cap=${SEMBLK_CAPACITY:-8M}
+  hinted=$(prio_run "--param capacity=$cap --param weights=gold:4,bronze:1 --param anticipate=${SEMBLK_ANTICIPATE_US:-20000} --param regions='0-1048575:gold:A;1048576-2097151:bronze:B'" hinted) \
+    || fail "hinted run"
+  echo "$hinted"
+  fair=$(prio_run "--param capacity=$cap --param regions='0-1048575:silver:A;1048576-2097151:silver:B'" unhinted) \
+    || fail "unhinted run"
+  echo "$fair"
+  python3 - "$(tail -1 <<<"$hinted")" "$(tail -1 <<<"$fair")" <<'PY' || fail "shares out of bounds"
+import json, sys
+h, f = json.loads(sys.argv[1])["MBps"], json.loads(sys.argv[2])["MBps"]
+hr = h["A"] / max(h["B"], 1e-9)
+fr = f["A"] / max(f["B"], 1e-9)
+print(f"hinted gold/bronze = {hr:.2f} (A {h['A']:.2f} MB/s, B {h['B']:.2f} MB/s); "
+      f"unhinted A/B = {fr:.2f} (A {f['A']:.2f} MB/s, B {f['B']:.2f} MB/s)")
+sys.exit(0 if hr >= 3.0 and 0.8 <= fr <= 1.25 else 1)
+PY
+  pass "weighted classes: gold >= 3x bronze with hints, fair within 20% without"
+}
+
+case "${1:-}" in
+  priority) t_priority ;;
+  gearsd) t_gearsd ;;
+  ext4) t_ext4 "${2:-file}" ;;
+  durable) t_durable ;;
+  hostile) t_hostile ;;
+  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|hostile" >&2; exit 2 ;;
+esac
