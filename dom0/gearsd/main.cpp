@@ -30,13 +30,15 @@ int main(int argc, char** argv) {
   app.add_option("--pidfile", opts.pidfile, "Write the pid here (held locked while running)");
   // The media backend (kind "vsnd"): mixer, sink, ducking, capture source.
   std::string media_sink = "null", media_capture = "sine:440", media_role = "media";
-  std::string media_socket = "/run/gears/media.sock";
+  std::string media_socket = "/run/gears/media.sock", media_resampler = "sinc-fastest";
   std::uint32_t media_rate = 48000;
   float media_duck_db = 20.0F;
   app.add_option("--media-sink", media_sink, "Mixer output: wav:<path> or null")->capture_default_str();
   app.add_option("--media-rate", media_rate, "Mixer rate (Hz)")->capture_default_str()->check(CLI::Range(8000, 192000));
   app.add_option("--media-duck-db", media_duck_db, "Attenuation of media streams while a voice stream plays (dB)")
       ->capture_default_str()->check(CLI::Range(0.0, 96.0));
+  app.add_option("--media-resampler", media_resampler, "libsamplerate converter: sinc-fastest|sinc-medium|linear")
+      ->capture_default_str()->check(CLI::IsMember({"sinc-fastest", "sinc-medium", "linear"}));
   app.add_option("--media-socket", media_socket, "Media control socket (gearsctl media); empty = none")
       ->capture_default_str();
   app.add_option("--media-capture", media_capture, "Capture source: sine:<hz> or file:<path>")->capture_default_str();
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
     gears::media::MixerConfig mc;
     mc.rate = media_rate;
     mc.duck.duck_db = media_duck_db;
+    mc.src_quality = media_resampler == "linear" ? 4 : media_resampler == "sinc-medium" ? 1 : 2;  // SRC_* ids
     mixer = std::make_unique<gears::media::Mixer>(mc, gears::media::make_sink(media_sink, media_rate));
     media.capture = std::make_shared<const gears::media::CaptureSource>(media_capture);
     media.default_role = *gears::media::role_from_name(media_role);
