@@ -20,7 +20,7 @@ namespace {
 
 constexpr std::size_t kMaxPcms = 8, kMaxStreamsPerPcm = 8, kMaxStreams = 16;
 constexpr std::size_t kBatch = 64;  // requests per serve() round before yielding to the loop
-constexpr std::uint32_t kTickMs = 10;
+constexpr std::uint32_t kTickMs = 20;  // CUR_POS check period while a stream runs
 
 std::int64_t mono_ns() {
   timespec ts{};

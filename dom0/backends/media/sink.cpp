@@ -416,20 +416,32 @@ std::size_t Mixer::mix_once(std::size_t frames, std::int64_t now_ns) {
 }
 
 void Mixer::run() {
+  // Audio time follows the clock, not the number of wake-ups: each wake mixes every frame due since the last one
+  // (a starved dom0 under TCG may wake late), in chunks of at most 4 periods. Beyond 2 s behind, the backlog is
+  // dropped (counted in late_resyncs) rather than burst out.
   const std::int64_t period_ns = static_cast<std::int64_t>(cfg_.period_ms) * 1'000'000;
-  const std::size_t frames = cfg_.rate * cfg_.period_ms / 1000;
-  std::int64_t next = mono_ns();
+  const std::size_t chunk = std::size_t{cfg_.rate} * cfg_.period_ms * 4 / 1000;
+  const std::int64_t start = mono_ns();
+  std::uint64_t done = 0;  // frames mixed since start
+  std::int64_t next = start;
   while (!stop_.load(std::memory_order_acquire)) {
     next += period_ns;
+    const std::int64_t before = mono_ns();
+    if (next < before) next = before + period_ns / 2;  // we are late: do not sleep a full period more
     timespec ts{next / 1'000'000'000, next % 1'000'000'000};
     while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
     }
     const std::int64_t now = mono_ns();
-    if (now - next > 20 * period_ns) {  // far behind (host stalled): skip ahead rather than burst
+    const auto due = static_cast<std::uint64_t>(now - start) * cfg_.rate / 1'000'000'000ULL;
+    if (due - done > std::uint64_t{cfg_.rate} * 2) {
       late_ticks_.fetch_add(1, std::memory_order_relaxed);
-      next = now;
+      done = due - chunk;
     }
-    mix_once(frames, now);
+    while (done < due && !stop_.load(std::memory_order_relaxed)) {
+      const std::size_t n = std::min<std::size_t>(chunk, due - done);
+      mix_once(n, now);
+      done += n;
+    }
   }
 }
 
