@@ -31,10 +31,12 @@ int main(int argc, char** argv) {
   // The media backend (kind "vsnd"): mixer, sink, ducking, capture source.
   std::string media_sink = "null", media_capture = "sine:440", media_role = "media";
   std::string media_socket = "/run/gears/media.sock", media_resampler = "sinc-fastest";
-  std::uint32_t media_rate = 48000;
+  std::uint32_t media_rate = 48000, media_period_ms = 10;
   float media_duck_db = 20.0F;
   app.add_option("--media-sink", media_sink, "Mixer output: wav:<path> or null")->capture_default_str();
   app.add_option("--media-rate", media_rate, "Mixer rate (Hz)")->capture_default_str()->check(CLI::Range(8000, 192000));
+  app.add_option("--media-period-ms", media_period_ms, "Mixer clock period (ms)")->capture_default_str()
+      ->check(CLI::Range(1, 100));
   app.add_option("--media-duck-db", media_duck_db, "Attenuation of media streams while a voice stream plays (dB)")
       ->capture_default_str()->check(CLI::Range(0.0, 96.0));
   app.add_option("--media-resampler", media_resampler, "libsamplerate converter: sinc-fastest|sinc-medium|linear")
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   try {
     gears::media::MixerConfig mc;
     mc.rate = media_rate;
+    mc.period_ms = media_period_ms;
     mc.duck.duck_db = media_duck_db;
     mc.src_quality = media_resampler == "linear" ? 4 : media_resampler == "sinc-medium" ? 1 : 2;  // SRC_* ids
     mixer = std::make_unique<gears::media::Mixer>(mc, gears::media::make_sink(media_sink, media_rate));
