@@ -27,14 +27,19 @@ guest() { local g=$1; shift; "$LABCTL" exec "$g" --timeout "${T:-300}" -- "$@"; 
 domid() { dom0 "xl domid $1"; }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
 
-# gearsd with the media backend; reused if its media socket answers, else (re)started.
+# gearsd with the media backend; reused if its media socket answers, else (re)started. dom0 runs a private copy
+# on the share: dom0 reads the host tree over 9p, and a binary rebuilt while the lab is up can show stale pages
+# there (seen: a segfault at start).
 ensure_gearsd() {
-  dom0 "gearsctl media status >/dev/null 2>&1 && exit 0
-        for p in \$(pidof gearsd); do kill \$p; done; sleep 1
+  local g=$OUT/gearsd.$(stat -c %Y "$BIN/gearsd")
+  [ -x "$g" ] || cp "$BIN/gearsd" "$g" || fail "cannot copy gearsd"
+  T=300 dom0 "gearsctl media status >/dev/null 2>&1 && exit 0
+        for p in \$(pidof gearsd) \$(pidof $(basename "$g")); do kill \$p; done; sleep 1
         mkdir -p /run/gears
-        setsid gearsd --socket /run/gears/gearsd.sock --media-socket $MSOCK --log-file $LOG --log-level debug \
-          --media-duck-db 20 --media-sink null --media-rate $RATE --media-resampler $RESAMPLER --media-period-ms 20 </dev/null >/dev/null 2>&1 &
-        for i in \$(seq 50); do gearsctl media status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1" \
+        setsid $g --socket /run/gears/gearsd.sock --media-socket $MSOCK --log-file $LOG --log-level debug \
+          --media-duck-db 20 --media-sink null --media-rate $RATE --media-resampler $RESAMPLER --media-period-ms 20 \
+          </dev/null >/dev/null 2>&1 &
+        for i in \$(seq 100); do gearsctl media status >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1" \
     || fail "gearsd with the media backend did not start"
 }
 
