@@ -68,7 +68,7 @@ cat /proc/asound/cards | head -1
 gears-sndfront-tone --alsa-conf >/tmp/alsa.conf && gears-sndfront-tone $2 $3 $4 $5 0.5 >/tmp/t.wav || exit 3
 echo late_s=\$(( \$(date +%s) - $6 ))
 while [ \$(date +%s) -lt $6 ]; do sleep 0.1; done
-ALSA_CONFIG_PATH=/tmp/alsa.conf aplay -D hw:0,0 /tmp/t.wav 2>&1; echo aplay rc=\$?"
+ALSA_CONFIG_PATH=/tmp/alsa.conf aplay -D hw:0,0 --buffer-time=2000000 --period-time=250000 /tmp/t.wav 2>&1; echo aplay rc=\$?"
 }
 now() { dom0 "date +%s"; }
 # The lab runs every domain on one emulated pCPU, and an idle guest costs ~20% of it under TCG: pause the
@@ -87,7 +87,7 @@ stop_record() {
   dom0 "gearsctl media sink null >/dev/null && sleep 0.5 && cp /run/gears/$1.wav $OUT/$1.wav" || fail "cannot save $1.wav"
 }
 
-# Two domUs play 440 Hz (11.025 kHz stereo) and 1 kHz (8 kHz mono) at once; the dom0 WAV holds both tones,
+# Two domUs play 440 Hz (11.025 kHz mono) and 1 kHz (8 kHz mono) at once (aplay with a 2 s buffer); the dom0 WAV holds both tones,
 # each for its full duration (+-5%).
 t_mix() {
   ensure_gearsd
@@ -97,7 +97,7 @@ t_mix() {
   rm -f "$wav"
   record mix
   local t0; t0=$(( $(now) + ${LEAD:-60} ))
-  play_at snda 440 6 11025 2 $t0 >"$OUT/mix.snda.out" & local pa=$!
+  play_at snda 440 6 11025 1 $t0 >"$OUT/mix.snda.out" & local pa=$!
   play_at sndb 1000 6 8000 1 $t0 >"$OUT/mix.sndb.out" & local pb=$!
   wait $pa $pb
   dom0 "gearsctl media status" | tee "$OUT/mix.status"
@@ -139,7 +139,7 @@ t_duck() {
   rm -f "$wav"
   record duck
   local t0; t0=$(( $(now) + ${LEAD:-60} ))
-  play_at snda 440 20 11025 2 $t0 >"$OUT/duck.snda.out" & local pa=$!
+  play_at snda 440 20 11025 1 $t0 >"$OUT/duck.snda.out" & local pa=$!
   play_at sndb 1000 5 8000 1 $((t0 + 8)) >"$OUT/duck.sndb.out" & local pb=$!
   sleep $(( t0 + 10 - $(now) ))
   dom0 "gearsctl media status" | tee "$OUT/duck.status"
@@ -173,7 +173,7 @@ t_hostile() {
   rm -f "$wav"
   record hostile
   local t0; t0=$(( $(now) + ${LEAD:-60} ))
-  play_at snda 440 30 11025 2 $t0 >"$OUT/hostile.snda.out" & local pa=$!
+  play_at snda 440 30 11025 1 $t0 >"$OUT/hostile.snda.out" & local pa=$!
   local out; out=$(guest sndh "while [ \$(date +%s) -lt $((t0 + 3)) ]; do sleep 0.2; done; gears-sndfront-hostile")
   echo "$out" | tee "$OUT/hostile.front.json"
   wait $pa
