@@ -142,7 +142,9 @@ int main(int argc, char** argv) {
     // A real 2-page buffer and its one-page directory.
     f.buf = xen::GrantShare(f.sharer, 0, 2, true);
     f.dir = xen::GrantShare(f.sharer, 0, 1, true);
-    const grant_ref_t d[3] = {0, f.buf.refs()[0], f.buf.refs()[1]};
+    // Refs 3 and 4 are bogus: a 4-page OPEN through this directory must fail to map (a 2-page one reads only
+    // the first two). Never 0: the guest's reserved grants (console, xenstore) ARE granted to dom0.
+    const grant_ref_t d[5] = {0, f.buf.refs()[0], f.buf.refs()[1], 0x7fff0001U, 0x7fff0002U};
     std::memcpy(f.dir.data(), d, sizeof d);
     const grant_ref_t dir = f.dir.refs()[0];
     constexpr std::uint32_t kBuf = 8192;
