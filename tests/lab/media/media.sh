@@ -191,7 +191,7 @@ print(f"malformed {r.get('malformed')} rejected {r.get('malformed_rejected')}, v
       f" closed_by_dom0 {r.get('closed_by_dom0')}, error {r.get('error')}")
 sys.exit(0 if r.get("ok") else 1)
 EOF
-  grep "dom=$h dev=vsnd/0: closed" "$LOG" | tail -n 1 || fail "no close log line for dom $h"
+  dom0 "grep 'dom=$h dev=vsnd/0: closed' $LOG | tail -n 1" || fail "no close log line for dom $h"
   dom0 "gearsctl media status" >/dev/null || fail "gearsd died"
   local r; r=$("$BIN/media-wavcheck" "$wav" --freq 440) || fail "wavcheck failed"
   echo "$r" | tee "$OUT/hostile.json"
