@@ -288,6 +288,23 @@ int main(int argc, char** argv) {
   create->add_option("--xl", co.xl, "xl binary")->capture_default_str();
   json_flag(create);
 
+  // Media mixer controls (gearsd's media verbs).
+  std::string media_stream, media_sink;
+  double media_db = 0.0;
+  bool media_mute = false;
+  auto* media = app.add_subcommand("media", "Media mixer: status, per-stream/per-domain volume and mute, sink");
+  json_flag(media);
+  auto* m_status = media->add_subcommand("status", "Mixer state and every stream (role, gains, ducking, latency)");
+  auto* m_volume = media->add_subcommand("volume", "Set a domain's or a stream's volume / mute");
+  std::uint32_t media_dom = 0;
+  m_volume->add_option("dom", media_dom, "Domain id")->required()->check(CLI::Range(0, 0x7fef));
+  m_volume->add_option("--stream", media_stream, "Stream name (or part, e.g. 0/0); omit for the whole domain");
+  m_volume->add_option("--db", media_db, "Gain in dB")->check(CLI::Range(-120.0, 12.0));
+  m_volume->add_flag("--mute", media_mute, "Mute (the gain is kept)");
+  auto* m_sink = media->add_subcommand("sink", "Switch the mixer's sink");
+  m_sink->add_option("spec", media_sink, "wav:<path> or null")->required();
+  media->require_subcommand(1);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -296,6 +313,34 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*media) {
+      json req;
+      if (*m_status) req = {{"verb", "media"}};
+      if (*m_volume) {
+        req = {{"verb", "media-volume"}, {"dom", media_dom}, {"db", media_db}, {"mute", media_mute}};
+        if (!media_stream.empty()) req["stream"] = media_stream;
+      }
+      if (*m_sink) req = {{"verb", "media-sink"}, {"sink", media_sink}};
+      auto r = call(socket, req, as_json);
+      if (r && !as_json) {
+        if (*m_status) {
+          const json& mx = (*r)["mixer"];
+          std::cout << fmt::format("mixer: sink {} rate {} out {:.1f} s voice_active {}\n", mx.value("sink", ""),
+                                   mx.value("rate", 0), mx.value("seconds_out", 0.0), mx.value("voice_active", false));
+          std::cout << fmt::format("{:>5} {:<22} {:<6} {:>6} {:>7} {:>5} {:>8} {:>9}\n", "DOM", "STREAM", "ROLE", "RATE",
+                                   "GAIN", "MUTE", "DUCK_DB", "LAT_MS");
+          for (const auto& st : (*r)["streams"])
+            std::cout << fmt::format("{:>5} {:<22} {:<6} {:>6} {:>7.3f} {:>5} {:>8.1f} {:>9.1f}\n", st.value("dom", 0),
+                                     st.value("stream", ""), st.value("role", ""), st.value("rate", 0),
+                                     st.value("gain", 0.0) * st.value("dom_gain", 0.0),
+                                     st.value("mute", false) || st.value("dom_mute", false) ? "yes" : "no",
+                                     st.value("ducked_db", 0.0), st.value("latency_ms_median", 0.0));
+        } else {
+          std::cout << r->dump() << "\n";
+        }
+      }
+      return r ? 0 : 1;
+    }
     if (*list) return cmd_list(socket, as_json);
     if (*hints) return cmd_hints(socket, dom, as_json);
     if (*ps) return cmd_ps(socket, dom, as_json);

@@ -6,7 +6,10 @@
 #include <exception>
 
 #include "dom0/backends/blk/device.hpp"
+#include "dom0/backends/media/control.hpp"
+#include "dom0/backends/media/device.hpp"
 #include "dom0/channel/channel_device.hpp"
+#include "dom0/gearsd/control.hpp"
 #include "dom0/gearsd/daemon.hpp"
 #include "dom0/gearsd/log.hpp"
 #include "services/proctrack/service.hpp"
@@ -27,6 +30,22 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.add_option("--pidfile", opts.pidfile, "Write the pid here (held locked while running)");
+  // The media backend (kind "vsnd"): mixer, sink, ducking, capture source.
+  std::string media_sink = "null", media_capture = "sine:440", media_role = "media";
+  std::string media_resampler = "sinc-fastest";
+  std::uint32_t media_rate = 48000, media_period_ms = 10;
+  float media_duck_db = 20.0F;
+  app.add_option("--media-sink", media_sink, "Mixer output: wav:<path> or null")->capture_default_str();
+  app.add_option("--media-rate", media_rate, "Mixer rate (Hz)")->capture_default_str()->check(CLI::Range(8000, 192000));
+  app.add_option("--media-period-ms", media_period_ms, "Mixer clock period (ms)")->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--media-duck-db", media_duck_db, "Attenuation of media streams while a voice stream plays (dB)")
+      ->capture_default_str()->check(CLI::Range(0.0, 96.0));
+  app.add_option("--media-resampler", media_resampler, "libsamplerate converter: sinc-fastest|sinc-medium|linear")
+      ->capture_default_str()->check(CLI::IsMember({"sinc-fastest", "sinc-medium", "linear"}));
+  app.add_option("--media-capture", media_capture, "Capture source: sine:<hz> or file:<path>")->capture_default_str();
+  app.add_option("--media-default-role", media_role, "Role of streams without hints: voice|media|alert")
+      ->capture_default_str()->check(CLI::IsMember({"voice", "media", "alert"}));
   bool no_discovery = false;
   app.add_flag("--no-discovery", no_discovery, "Do not watch xenstore for devices (attach by hand only)");
   try {
@@ -47,6 +66,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gearsd: cannot open log file '%s': %s\n", log_file.c_str(), e.what());
     return 1;
   }
+  std::unique_ptr<gears::media::Mixer> mixer;
+  gears::media::MediaContext media;
+  try {
+    gears::media::MixerConfig mc;
+    mc.rate = media_rate;
+    mc.period_ms = media_period_ms;
+    mc.duck.duck_db = media_duck_db;
+    mc.src_quality = media_resampler == "linear" ? 4 : media_resampler == "sinc-medium" ? 1 : 2;  // SRC_* ids
+    mixer = std::make_unique<gears::media::Mixer>(mc, gears::media::make_sink(media_sink, media_rate));
+    media.capture = std::make_shared<const gears::media::CaptureSource>(media_capture);
+    media.default_role = *gears::media::role_from_name(media_role);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gearsd: media: %s\n", e.what());
+    return 2;
+  }
   try {
     Daemon d(opts);
     // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
@@ -60,6 +94,20 @@ int main(int argc, char** argv) {
     // Block (blkif for xen-blkfront): attached by gearsctl create/attach or found under backend/gears-vbd.
     d.registry().register_factory("vbd", gears::blk::make_blk_device);
     if (!no_discovery) d.add_discovery(gears::blk::make_blk_discovery());
+    // Media (vsnd): libxl writes backend/vsnd/<dom>/<devid> from `vsnd=`; one shared mixer thread.
+    media.mixer = mixer.get();
+    media.hints = &hint_registry;
+    d.registry().register_factory("vsnd", [media](const DeviceSpec& spec) {
+      return gears::media::make_vsnd_device(spec, media);
+    });
+    mixer->start();
+    // Mixer controls on the control socket (gearsctl media): media, media-volume, media-sink.
+    for (const char* verb : {"media", "media-volume", "media-sink"}) {
+      d.add_verb(verb, [m = mixer.get()](const nlohmann::json& req, ControlServer::Reply reply) {
+        reply(gears::media::media_request(*m, req));
+      });
+    }
+    if (!no_discovery) d.add_discovery(gears::media::make_vsnd_discovery());
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());

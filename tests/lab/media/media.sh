@@ -1,0 +1,213 @@
+#!/bin/bash
+# Media backend lab tests (issue 6), against the lab booted by the `gears_lab` fixture.
+#   media.sh mix | duck | hostile
+# gearsd runs in dom0 with the vsnd backend (discovery of backend/vsnd written by libxl) and a media control
+# socket; each test points the mixer's sink at its own WAV on the lab's read-write share, so the host reads it.
+# Extra domUs with `vsnd=` are created AFTER gearsd runs (xl create waits for the backend's InitWait):
+#   snda (unique-id 101, media), sndb (unique-id 201, voice in the duck test): stock snd-xen-front + aplay;
+#   sndh: snd-xen-front blacklisted, so the crafted userspace frontend gears-sndfront-hostile owns device/vsnd/0.
+set -uo pipefail
+LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
+REPO=${GEARS_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
+LABDIR=${GEARS_LAB_DIR:-$REPO/build/lab}
+BIN=${GEARS_BIN:-$REPO/build/rel/bin}
+OUT=$LABDIR/media          # shared with dom0 at the same path
+LOG=/run/gears/gearsd.log  # in dom0 (tmpfs: the 9p share is slow under TCG)
+# The lab shares two cores with other work: a 16 kHz mixer with libsamplerate's linear converter keeps dom0's
+# real-time budget small. Guests play 11.025 / 8 kHz tones, so every stream is rate-converted.
+RATE=${GEARS_MEDIA_RATE:-16000}
+RESAMPLER=${GEARS_MEDIA_RESAMPLER:-linear}
+mkdir -p "$OUT"
+
+fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 40 $LOG" >&2; exit 1; }
+pass() { echo "PASS: $*"; exit 0; }
+dom0() { "$LABCTL" exec dom0 --timeout "${T:-120}" -- "$@"; }
+guest() { local g=$1; shift; "$LABCTL" exec "$g" --timeout "${T:-300}" -- "$@"; }
+domid() { dom0 "xl domid $1"; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
+
+# gearsd with the media backend configured for these tests; reused if it is our copy and answers, else (re)started
+# (the other lab groups start gearsd with default media options). dom0 runs a private copy
+# on the share: dom0 reads the host tree over 9p, and a binary rebuilt while the lab is up can show stale pages
+# there (seen: a segfault at start).
+ensure_gearsd() {
+  local g=$OUT/gearsd.$(stat -c %Y "$BIN/gearsd")
+  [ -x "$g" ] || cp "$BIN/gearsd" "$g" || fail "cannot copy gearsd"
+  T=300 dom0 "pidof $(basename "$g") >/dev/null && gearsctl media status >/dev/null 2>&1 && exit 0
+        for p in \$(pidof gearsd) \$(pidof $(basename "$g")); do kill \$p; done; sleep 1
+        mkdir -p /run/gears
+        setsid $g --socket /run/gears/gearsd.sock --log-file $LOG --log-level debug \
+          --media-duck-db 20 --media-sink null --media-rate $RATE --media-resampler $RESAMPLER --media-period-ms 20 \
+          </dev/null >/dev/null 2>&1 &
+        for i in \$(seq 100); do gearsctl media status >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1" \
+    || fail "gearsd with the media backend did not start"
+}
+
+# A PV guest like pv1 plus one vsnd card (one playback stream, unique-id $2); $3 = extra kernel args.
+ensure_guest() {
+  local name=$1 uid=$2 extra=${3:-}
+  if dom0 "xl domid $name >/dev/null 2>&1 && xenstore-read /local/domain/\$(xl domid $name)/data/lab/ready" >/dev/null 2>&1; then
+    return 0
+  fi
+  local cfg=$LABDIR/run/$name.cfg
+  [ -f "$LABDIR/run/pv1.cfg" ] || fail "no $LABDIR/run/pv1.cfg to start from"
+  # A fresh copy of the guest image (dom0 may cache stale pages of a file rewritten since the lab came up).
+  local rd=$LABDIR/run/$name-initrd.$(stat -c %Y "$LABDIR/images/domu-initrd.gz").gz
+  [ -f "$rd" ] || cp "$LABDIR/images/domu-initrd.gz" "$rd" || fail "cannot copy the guest image"
+  sed -e "s/^name = .*/name = \"$name\"/" -e "s/^memory = .*/memory = 192/" -e "s|^ramdisk = .*|ramdisk = \"$rd\"|" \
+      -e "s/^extra = \"\(.*\)\"/extra = \"\1 $extra\"/" "$LABDIR/run/pv1.cfg" >"$cfg"
+  cat >>"$cfg" <<EOF
+vsnd = [ [ 'CARD, short-name=Gears, sample-rates=8000;11025;16000;22050;44100;48000, buffer-size=65536', 'PCM, name=main', 'STREAM, unique-id=$uid, type=p' ] ]
+EOF
+  T=400 dom0 "lab/guest/dom0-domu.sh create $name $cfg 300" || fail "xl create $name (vsnd) failed"
+}
+
+# play_at <guest> <hz> <seconds> <rate> <channels> <epoch>: ONE guest command (each guest round trip costs
+# seconds to minutes on a loaded host): wait for the snd-xen-front card, write the tone and the ALSA config aplay
+# needs, wait until <epoch> (dom0's clock; PV guests share Xen's wallclock), then aplay through the card.
+play_at() {
+  guest "$1" "for i in \$(seq 240); do grep -q '[0-9] \[' /proc/asound/cards 2>/dev/null && break; sleep 0.5; done
+cat /proc/asound/cards | head -1
+gears-sndfront-tone --alsa-conf >/tmp/alsa.conf && gears-sndfront-tone $2 $3 $4 $5 0.5 >/tmp/t.wav || exit 3
+echo late_s=\$(( \$(date +%s) - $6 ))
+while [ \$(date +%s) -lt $6 ]; do sleep 0.1; done
+ALSA_CONFIG_PATH=/tmp/alsa.conf aplay -D hw:0,0 --buffer-time=2000000 --period-time=250000 /tmp/t.wav 2>&1; echo aplay rc=\$?"
+}
+now() { dom0 "date +%s"; }
+# The lab runs every domain on one emulated pCPU, and an idle guest costs ~20% of it under TCG: pause the
+# domains a test does not use (real-time audio needs the CPU), and unpause the fixture guests afterwards.
+only() {
+  local keep=" $* " d
+  for d in pv1 pvh1 snda sndb sndh; do
+    case "$keep" in *" $d "*) dom0 "xl unpause $d 2>/dev/null; true" >/dev/null ;;
+      *) dom0 "xl list $d >/dev/null 2>&1 && xl pause $d 2>/dev/null; true" >/dev/null ;; esac
+  done
+}
+trap 'dom0 "xl unpause pv1 2>/dev/null; xl unpause pvh1 2>/dev/null; true" >/dev/null 2>&1' EXIT
+# record <name>: the mixer writes /run/gears/<name>.wav in dom0 (tmpfs); stop_record copies it to $OUT.
+record() { dom0 "rm -f /run/gears/$1.wav; gearsctl media sink wav:/run/gears/$1.wav" >/dev/null || fail "cannot set the sink"; }
+stop_record() {
+  dom0 "gearsctl media sink null >/dev/null && sleep 0.5 && cp /run/gears/$1.wav $OUT/$1.wav" || fail "cannot save $1.wav"
+}
+
+# Two domUs play 440 Hz (11.025 kHz mono) and 1 kHz (8 kHz mono) at once (aplay with a 2 s buffer); the dom0 WAV holds both tones,
+# each for its full duration (+-5%).
+t_mix() {
+  ensure_gearsd
+  ensure_guest snda 101 & ensure_guest sndb 201 & wait
+  only snda sndb
+  local wav=$OUT/mix.wav
+  rm -f "$wav"
+  record mix
+  local t0; t0=$(( $(now) + ${LEAD:-60} ))
+  play_at snda 440 6 11025 1 $t0 >"$OUT/mix.snda.out" & local pa=$!
+  play_at sndb 1000 6 8000 1 $t0 >"$OUT/mix.sndb.out" & local pb=$!
+  wait $pa $pb
+  dom0 "gearsctl media status" | tee "$OUT/mix.status"
+  stop_record mix
+  cat "$OUT/mix.snda.out" "$OUT/mix.sndb.out"
+  grep -q 'aplay rc=0' "$OUT/mix.snda.out" || fail "aplay in snda failed"
+  grep -q 'aplay rc=0' "$OUT/mix.sndb.out" || fail "aplay in sndb failed"
+  local r; r=$("$BIN/media-wavcheck" "$wav" --freq 440 --freq 1000) || fail "wavcheck failed"
+  echo "$r" | tee "$OUT/mix.json"
+  python3 - "$r" <<'EOF' || fail "spectrum/duration check failed"
+import json, sys
+r = json.loads(sys.argv[1])
+peaks = [p["hz"] for p in r["peaks"][:4]]
+ok = True
+for want in (440, 1000):
+    hit = [p for p in peaks if abs(p - want) <= 10]
+    print(f"tone {want} Hz: detected peaks near it: {hit}")
+    ok &= bool(hit)
+for t in r["tones"]:
+    err = (t["present_s"] - 6.0) / 6.0 * 100
+    print(f"tone {t['hz']:.0f} Hz: present {t['present_s']:.2f} s (want 6.00 s, error {err:+.1f}%), level {t['level_db']:.1f} dBFS")
+    ok &= abs(err) <= 5.0
+print(f"wav duration {r['duration_s']:.2f} s")
+sys.exit(0 if ok else 1)
+EOF
+  pass "both tones in the dom0 WAV, each for 6 s +-5%"
+}
+
+# snda plays media (440 Hz, 20 s); 8 s in, sndb plays voice (1 kHz, 5 s). While voice plays, the 440 Hz tone is
+# >= 12 dB lower in the WAV; after, it is back (within 1.5 dB). sndb's role comes from a static stream hint
+# (stream=201 = its unique-id).
+t_duck() {
+  ensure_gearsd
+  ensure_guest snda 101 & ensure_guest sndb 201 & wait
+  only snda sndb
+  local b; b=$(domid sndb) || fail "no sndb"
+  dom0 "gearsctl attach $b --hints 'stream=201,role=voice'" || fail "cannot publish the voice hint"
+  local wav=$OUT/duck.wav
+  rm -f "$wav"
+  record duck
+  local t0; t0=$(( $(now) + ${LEAD:-60} ))
+  play_at snda 440 20 11025 1 $t0 >"$OUT/duck.snda.out" & local pa=$!
+  play_at sndb 1000 5 8000 1 $((t0 + 8)) >"$OUT/duck.sndb.out" & local pb=$!
+  sleep $(( t0 + 10 - $(now) ))
+  dom0 "gearsctl media status" | tee "$OUT/duck.status"
+  wait $pa $pb
+  stop_record duck
+  grep -q 'aplay rc=0' "$OUT/duck.snda.out" || fail "aplay in snda failed: $(cat "$OUT/duck.snda.out")"
+  grep -q 'aplay rc=0' "$OUT/duck.sndb.out" || fail "aplay in sndb failed: $(cat "$OUT/duck.sndb.out")"
+  grep -q 'voice' "$OUT/duck.status" || fail "no voice stream in gearsctl media status"
+  local r; r=$("$BIN/media-wavcheck" "$wav" --freq 440 --freq 1000 --duck 440,1000) || fail "wavcheck failed"
+  echo "$r" | tee "$OUT/duck.json"
+  python3 - "$r" <<'EOF' || fail "ducking check failed"
+import json, sys
+d = json.loads(sys.argv[1])["duck"]
+print(f"media 440 Hz: before {d['before_db']:.1f} dBFS, during voice {d['during_db']:.1f} dBFS, after {d['after_db']:.1f} dBFS;"
+      f" attenuation {d['attenuation_db']:.1f} dB, restored {d['restored_db']:+.1f} dB, voice {d['voice_s']:.1f} s, windows {d['windows']}")
+ok = d["attenuation_db"] >= 12.0 and abs(d["restored_db"]) <= 1.5 and all(n > 0 for n in d["windows"])
+sys.exit(0 if ok else 1)
+EOF
+  dom0 "gearsctl attach $b --hints 'stream=201,role=media'" >/dev/null || true
+  pass "voice ducked media by >= 12 dB and it was restored"
+}
+
+# sndh's crafted frontend sends malformed requests (errors expected) and finally breaks the ring (dom0 closes
+# its device); meanwhile snda keeps playing 440 Hz for 30 s without a gap.
+t_hostile() {
+  ensure_gearsd
+  ensure_guest snda 101 & ensure_guest sndh 301 module_blacklist=snd_xen_front & wait
+  only snda sndh
+  local h; h=$(domid sndh) || fail "no sndh"
+  local wav=$OUT/hostile.wav
+  rm -f "$wav"
+  record hostile
+  local t0; t0=$(( $(now) + ${LEAD:-60} ))
+  play_at snda 440 30 11025 1 $t0 >"$OUT/hostile.snda.out" & local pa=$!
+  local out; out=$(guest sndh "while [ \$(date +%s) -lt $((t0 + 3)) ]; do sleep 0.2; done; gears-sndfront-hostile")
+  echo "$out" | tee "$OUT/hostile.front.json"
+  wait $pa
+  stop_record hostile
+  grep -q 'aplay rc=0' "$OUT/hostile.snda.out" || fail "snda stopped playing: $(cat "$OUT/hostile.snda.out")"
+  python3 - "$out" <<'EOF' || fail "the hostile frontend's expectations failed"
+import json, sys
+r = json.loads(sys.argv[1].strip().splitlines()[-1])
+for c in r.get("cases", []):
+    print(f"  {c['name']:<34} status {c['status']:>5}  {'ok' if c['ok'] else 'WRONG'}")
+print(f"malformed {r.get('malformed')} rejected {r.get('malformed_rejected')}, valid {r.get('valid')} ok {r.get('valid_ok')},"
+      f" closed_by_dom0 {r.get('closed_by_dom0')}, error {r.get('error')}")
+sys.exit(0 if r.get("ok") else 1)
+EOF
+  dom0 "grep 'dom=$h dev=vsnd/0: closed' $LOG | tail -n 1" || fail "no close log line for dom $h"
+  dom0 "gearsctl media status" >/dev/null || fail "gearsd died"
+  local r; r=$("$BIN/media-wavcheck" "$wav" --freq 440) || fail "wavcheck failed"
+  echo "$r" | tee "$OUT/hostile.json"
+  python3 - "$r" <<'EOF' || fail "snda's audio has a gap"
+import json, sys
+t = json.loads(sys.argv[1])["tones"][0]
+err = (t["present_s"] - 30.0) / 30.0 * 100
+print(f"snda 440 Hz present {t['present_s']:.2f} s of 30.00 s ({err:+.1f}%), level {t['level_db']:.1f} dBFS")
+sys.exit(0 if abs(err) <= 5.0 else 1)
+EOF
+  pass "malformed requests got errors, the ring violation closed sndh's device, snda kept playing"
+}
+
+case "${1:-}" in
+  mix) t_mix ;;
+  duck) t_duck ;;
+  hostile) t_hostile ;;
+  *) echo "usage: $0 mix|duck|hostile" >&2; exit 2 ;;
+esac
