@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <exception>
 
+#include "dom0/backends/net/device.hpp"
+#include "dom0/backends/net/qos_feed.hpp"
 #include "dom0/channel/channel_device.hpp"
 #include "dom0/gearsd/daemon.hpp"
 #include "dom0/gearsd/log.hpp"
@@ -50,6 +52,10 @@ int main(int argc, char** argv) {
     // The semantic channel: created by `attach` (gearsctl create/attach) or found under backend/gears.
     d.registry().register_factory("channel", gears::chan::make_channel_device);
     if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
+    // semnet: Gears vifs for xen-netfront (backend/gears-vif), with live QoS from domain hints.
+    d.registry().register_factory("vif", gears::net::make_net_device);
+    if (!no_discovery) d.add_discovery(gears::net::make_net_discovery());
+    gears::net::install_qos_feed_pump(d);
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());
