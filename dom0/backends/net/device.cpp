@@ -107,6 +107,7 @@ xenbus::DeviceNodes vif_nodes(domid_t dom, unsigned devid, const VifConfig& cfg)
 NetDevice::NetDevice(daemon::DeviceSpec spec, HostFactory host)
     : daemon::Device(std::move(spec)), host_factory_(std::move(host)) {
   cfg_ = parse_vif_config(this->spec().params, domid(), key().devid);
+  base_qos_ = cfg_.qos;
 }
 
 NetDevice::~NetDevice() = default;
@@ -295,8 +296,9 @@ void NetDevice::on_tx_event(Queue& q) {
   ++st_.events;
   auto c = q.ev_tx->consume();
   if (!c) return close("event channel failed");
+  const bool shared = !q.ev_rx;  // read now: service_tx may close the vif and free q
   service_tx(q);
-  if (!q.ev_rx && !queues_.empty()) service_rx();  // one channel for both directions
+  if (shared && !queues_.empty()) service_rx();  // one channel for both directions
 }
 
 void NetDevice::on_rx_event(Queue& q) {
