@@ -3,7 +3,7 @@
 #   semnet.sh tcp | hostile | qos | live
 # Addresses: dom0 10.99.0.1 on xenbr0; pv1 10.99.0.2 and pvh1 10.99.0.3 on their Gears vifs (devid 1).
 # The stock netback contrast (qos) uses devid 2 vifs on 10.98.0.0/24 over the same bridge.
-# Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 2M bytes/s).
+# Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 500K bytes/s: below what a loaded TCG host delivers).
 set -uo pipefail
 LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
 LOG=/run/gears/gearsd.log   # in dom0
@@ -11,7 +11,7 @@ SOCK=/run/gears/gearsd.sock
 # 256 MiB (the acceptance size) took 23 s to 5 min under TCG depending on host load (0.9-11.7 MB/s measured);
 # CI default 64 MiB. Set GEARS_SEMNET_TCP_BYTES=268435456 for the full run.
 TCP_BYTES=${GEARS_SEMNET_TCP_BYTES:-67108864}
-GOLD_RATE=${GEARS_SEMNET_RATE:-2M}
+GOLD_RATE=${GEARS_SEMNET_RATE:-500K}
 declare -A MAC=([pv1]=00:16:3e:00:01:01 [pvh1]=00:16:3e:00:02:01)
 declare -A IP=([pv1]=10.99.0.2 [pvh1]=10.99.0.3)
 declare -A SMAC=([pv1]=00:16:3e:00:01:02 [pvh1]=00:16:3e:00:02:02)
@@ -55,9 +55,11 @@ setup_vif() {
     || fail "$g: its Gears vif does not reach dom0"
 }
 
+# gears-tcp-xfer serves one client at a time: the flood and gold's transfer need a server each ($1: port).
 start_tcp_server() {
-  dom0 "pgrep -x gears-tcp-xfer >/dev/null || (setsid nohup gears-tcp-xfer server --port 5201 >/run/gears/tcp.log 2>&1 </dev/null &);
-        for i in \$(seq 50); do ss -ltn | grep -q ':5201 ' && exit 0; sleep 0.2; done; exit 1" || fail "tcp server"
+  local port=${1:-5201}
+  dom0 "ss -ltn | grep -q ':$port ' || (setsid nohup gears-tcp-xfer server --port $port >/run/gears/tcp-$port.log 2>&1 </dev/null &);
+        for i in \$(seq 50); do ss -ltn | grep -q ':$port ' && exit 0; sleep 0.2; done; exit 1" || fail "tcp server on $port"
 }
 
 # RTT statistics of `busybox ping` from guest $1 to $2: prints "avg max".
@@ -120,7 +122,8 @@ t_qos() {
   setup_dom0
   setup_vif pv1
   setup_vif pvh1
-  start_tcp_server
+  start_tcp_server 5201
+  start_tcp_server 5202
   local gid bid idle flood rate_out rate_mb want
   bid=$(domid pv1); gid=$(domid pvh1)
   dom0 "gearsctl attach $bid --hints class=bronze && gearsctl attach $gid --hints class=gold,rate=$GOLD_RATE,latency=20ms" \
@@ -132,7 +135,7 @@ t_qos() {
     || fail "start bronze flood"
   flood=$(ping_rtt pvh1 10.99.0.1) || fail "gold ping under flood"
   echo "semnet gold RTT under bronze flood (avg max ms): $flood"
-  rate_out=$(T=300 guest pvh1 "gears-tcp-xfer client --host 10.99.0.1 --port 5201 --mode up --bytes 16777216") \
+  rate_out=$(T=300 guest pvh1 "gears-tcp-xfer client --host 10.99.0.1 --port 5202 --mode up --bytes 16777216") \
     || fail "gold transfer: $rate_out"
   echo "gold transfer under flood: $rate_out"
   echo "bronze vif: $(vif_stats "$bid")"
