@@ -1,6 +1,11 @@
 # Lab tests: run on a real Xen host booted under QEMU by lab/labctl (see docs/LAB.md).
 #
-#   gears_lab_test(NAME lab.<feature>.<what> COMMAND <cmd...> [TIMEOUT <s>] [LABELS <extra labels...>])
+#   gears_lab_test(NAME lab.<feature>.<what> COMMAND <cmd...> [TIMEOUT <s>] [LABELS <extra labels...>]
+#                  [PENDING <why>])
+#
+# PENDING marks a test whose feature does not pass its acceptance yet (or was never verified on real Xen): it
+# gets the label `lab-pending` instead of `lab`, so `make test` (CI) leaves it out and `make lab-pending` runs it.
+# The reason is printed at configure time; the open issue's note says the same.
 #
 # Every lab test shares ONE boot (fixture `gears_lab`: lab.setup = `labctl up`, lab.teardown = `labctl down`,
 # both in tests/lab/CMakeLists.txt), never runs in parallel with another (RESOURCE_LOCK gears_lab), and sees:
@@ -18,7 +23,7 @@ if(GEARS_LAB_DIR)
 endif()
 
 function(gears_lab_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "COMMAND;LABELS" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT;PENDING" "COMMAND;LABELS" ${ARGN})
   if(NOT T_NAME MATCHES "^lab\\.[A-Za-z0-9_]+\\.[A-Za-z0-9_.]+$")
     message(FATAL_ERROR "gears_lab_test: NAME must be lab.<feature>.<what>, got '${T_NAME}'")
   endif()
@@ -28,9 +33,14 @@ function(gears_lab_test)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
+  set(kind lab)
+  if(T_PENDING)
+    set(kind lab-pending)
+    message(STATUS "lab test ${T_NAME} is pending (not in make test): ${T_PENDING}")
+  endif()
   add_test(NAME ${T_NAME} COMMAND ${T_COMMAND})
   set_tests_properties(${T_NAME} PROPERTIES
-    LABELS "lab;${T_LABELS}"
+    LABELS "${kind};${T_LABELS}"
     FIXTURES_REQUIRED gears_lab
     RESOURCE_LOCK gears_lab
     TIMEOUT ${T_TIMEOUT}

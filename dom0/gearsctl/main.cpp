@@ -219,6 +219,8 @@ int main(int argc, char** argv) {
   hints->add_option("dom", dom, "Domain id")->required();
   json_flag(hints);
 
+  auto* stats = app.add_subcommand("stats", "Print every device's full statistics as JSON (the `stats` verb)");
+
   bool batch = false;
   int iterations = 0;
   double delay = 1.0;
@@ -345,6 +347,7 @@ int main(int argc, char** argv) {
     if (*hints) return cmd_hints(socket, dom, as_json);
     if (*ps) return cmd_ps(socket, dom, as_json);
     if (*events) return cmd_events(socket, dom, since, max_events, follow, as_json);
+    if (*stats) return call(socket, {{"verb", "stats"}}, true) ? 0 : 1;
     if (*top) return cmd_top(socket, batch, iterations, delay, as_json);
     if (*version) {
       auto r = call(socket, {{"verb", "version"}}, as_json);

@@ -1,0 +1,648 @@
+#include "dom0/backends/net/device.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+
+#include <cstdio>
+#include <stdexcept>
+
+#include "dom0/backends/net/qos_feed.hpp"
+#include "dom0/common/discovery.hpp"
+#include "dom0/gearsd/hint_text.hpp"
+
+namespace gears::net {
+namespace {
+
+constexpr std::size_t kTxBatchSlots = 64;   // slots consumed per TX round (one grant-copy call)
+constexpr std::size_t kRxBatchFrames = 32;  // frames per RX round (one grant-copy call)
+constexpr int kMaxRounds = 8;               // rounds per wake-up before yielding to other devices on the worker
+constexpr std::size_t kRxBuf = 65536;
+constexpr auto kPolicyPoll = std::chrono::milliseconds(200);
+
+bool valid_mac(const std::string& m) {
+  if (m.size() != 17) return false;
+  for (std::size_t i = 0; i < 17; ++i) {
+    const char c = m[i];
+    if (i % 3 == 2) {
+      if (c != ':') return false;
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      return false;
+    }
+  }
+  const unsigned first = static_cast<unsigned>(std::stoul(m.substr(0, 2), nullptr, 16));
+  return (first & 1U) == 0;  // not multicast
+}
+
+std::string param_string(const nlohmann::json& p, const char* key) {
+  auto it = p.find(key);
+  if (it == p.end()) return {};
+  if (!it->is_string()) throw std::invalid_argument(std::string("vif: '") + key + "' must be a string");
+  return it->get<std::string>();
+}
+
+unsigned param_uint(const nlohmann::json& p, const char* key, unsigned dflt, unsigned lo, unsigned hi) {
+  auto it = p.find(key);
+  if (it == p.end()) return dflt;
+  std::uint64_t v = 0;
+  if (it->is_number_unsigned()) {
+    v = it->get<std::uint64_t>();
+  } else if (it->is_string()) {
+    auto r = xenbus::parse_uint(it->get<std::string>(), hi);
+    if (!r) throw std::invalid_argument(std::string("vif: '") + key + "' must be a number in " + std::to_string(lo) +
+                                        ".." + std::to_string(hi));
+    v = *r;
+  } else {
+    throw std::invalid_argument(std::string("vif: '") + key + "' must be a number");
+  }
+  if (v < lo || v > hi)
+    throw std::invalid_argument(std::string("vif: '") + key + "' out of range " + std::to_string(lo) + ".." +
+                                std::to_string(hi));
+  return static_cast<unsigned>(v);
+}
+
+}  // namespace
+
+VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid) {
+  if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
+  static const std::vector<std::string> known = {"mac", "bridge", "ifname", "mtu", "queues", "hints", "host"};
+  for (const auto& [k, v] : params.items())
+    if (std::find(known.begin(), known.end(), k) == known.end())
+      throw std::invalid_argument("vif: unknown parameter '" + k + "' (known: mac, bridge, ifname, mtu, queues, hints)");
+  VifConfig c;
+  c.mac = param_string(params, "mac");
+  if (c.mac.empty()) {
+    char buf[18];
+    std::snprintf(buf, sizeof buf, "00:16:3e:%02x:%02x:%02x", (dom >> 8U) & 0x7FU, dom & 0xFFU, devid & 0xFFU);
+    c.mac = buf;
+  } else if (!valid_mac(c.mac)) {
+    throw std::invalid_argument("vif: mac '" + c.mac + "' is not a unicast xx:xx:xx:xx:xx:xx address");
+  }
+  c.bridge = param_string(params, "bridge");
+  if (!c.bridge.empty() && !valid_ifname(c.bridge)) throw std::invalid_argument("vif: bad bridge name '" + c.bridge + "'");
+  c.ifname = param_string(params, "ifname");
+  if (c.ifname.empty()) c.ifname = "gvif" + std::to_string(dom) + "." + std::to_string(devid);
+  if (!valid_ifname(c.ifname)) throw std::invalid_argument("vif: bad interface name '" + c.ifname + "'");
+  c.mtu = param_uint(params, "mtu", kDefaultMtu, 68, kMaxMtu);
+  c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
+  const std::string hints = param_string(params, "hints");
+  if (!hints.empty()) {
+    const auto hc = daemon::check_hint_text(hints);
+    if (!hc.ok) throw std::invalid_argument("vif: hints: " + hc.error);
+    c.qos = policy_from_hints(hc.parsed, c.qos);
+  }
+  return c;
+}
+
+xenbus::DeviceNodes vif_nodes(domid_t dom, unsigned devid, const VifConfig& cfg) {
+  xenbus::DeviceNodes n;
+  n.be_type = "gears-vif";
+  n.fe_type = "vif";
+  n.fe_dom = dom;
+  n.devid = devid;
+  n.fe_keys = {{"mac", cfg.mac}, {"handle", std::to_string(devid)}};
+  n.be_keys = {{"mac", cfg.mac}, {"handle", std::to_string(devid)}, {"bridge", cfg.bridge}, {"mtu", std::to_string(cfg.mtu)}};
+  return n;
+}
+
+NetDevice::NetDevice(daemon::DeviceSpec spec, HostFactory host)
+    : daemon::Device(std::move(spec)), host_factory_(std::move(host)) {
+  cfg_ = parse_vif_config(this->spec().params, domid(), key().devid);
+  base_qos_ = cfg_.qos;
+}
+
+NetDevice::~NetDevice() = default;
+
+Status NetDevice::start(daemon::Reactor& loop) {
+  loop_ = &loop;
+  try {
+    store_.emplace();
+    gnt_.emplace();
+    tx_copy_.emplace(*gnt_, 128);
+    rx_copy_.emplace(*gnt_, 64);
+    host_ = host_factory_(cfg_);
+    const auto dom = static_cast<domid_t>(domid());
+    xenbus::create_device_nodes(*store_, vif_nodes(dom, key().devid, cfg_));
+    driver_.emplace(*store_, vif_nodes(dom, key().devid, cfg_).be_path(), static_cast<xenbus::BackendHooks&>(*this));
+  } catch (const std::exception& e) {
+    spdlog::error("dom={} dev={}: cannot start: {}", domid(), name(), e.what());
+    last_error_ = e.what();
+    return Error{EIO, "vif: setup failed"};
+  }
+  auto w = loop.add_fd(store_->fd(), EPOLLIN, [this](std::uint32_t) { on_store(); });
+  if (!w) return w.error();
+  store_watch_ = *w;
+  auto t = loop.add_fd(host_->fd(), 0, [this](std::uint32_t) { service_rx(); });
+  if (!t) return t.error();
+  tap_watch_ = *t;
+  auto p = loop.add_timer(kPolicyPoll, kPolicyPoll, [this] { poll_policy(); });
+  if (!p) return p.error();
+  policy_timer_ = *p;
+  poll_policy();
+  if (auto s = driver_->start(); !s) return s;
+  spdlog::info("dom={} dev={}: vif backend ready at {} (InitWait), host {} mac {} qos {}", domid(), name(),
+               driver_->be_path(), host_->name(), cfg_.mac, cfg_.qos.to_json().dump());
+  return {};
+}
+
+void NetDevice::stop() {
+  if (loop_) {
+    for (auto id : {store_watch_, tap_watch_, resume_timer_, policy_timer_})
+      if (id) loop_->remove(id);
+  }
+  store_watch_ = tap_watch_ = resume_timer_ = policy_timer_ = 0;
+  disconnect();
+  if (store_ && driver_ && !driver_->removed())
+    (void)store_->write(driver_->be_path() + "/state", std::to_string(static_cast<int>(XenbusStateClosed)));
+  driver_.reset();
+  if (store_) xenbus::remove_device_nodes(*store_, vif_nodes(static_cast<domid_t>(domid()), key().devid, cfg_));
+  host_.reset();
+}
+
+Status NetDevice::advertise(xen::StoreOps& t, const std::string& be) {
+  const std::pair<const char*, std::string> keys[] = {
+      {"feature-sg", "1"},
+      {"feature-gso-tcpv4", "1"},
+      {"feature-gso-tcpv6", "1"},
+      {"feature-ipv6-csum-offload", "1"},
+      {"feature-rx-copy", "1"},
+      {"feature-rx-flip", "0"},
+      {"feature-split-event-channels", "1"},
+      {"multi-queue-max-queues", std::to_string(cfg_.queues)},
+      {"mtu", std::to_string(cfg_.mtu)},
+  };
+  for (const auto& [k, v] : keys)
+    if (auto s = t.write(be + "/" + k, v); !s) return s;
+  return {};
+}
+
+Status NetDevice::connect(xen::Store& s, const std::string& fe, domid_t fe_dom) {
+  fe_dom_ = fe_dom;
+  auto rx_copy = xenbus::read_uint_or(s, fe + "/request-rx-copy", 1, 0);
+  if (!rx_copy) return Error{EPROTO, "vif: request-rx-copy malformed"};
+  if (*rx_copy != 1) return Error{EPROTO, "vif: frontend does not request rx-copy (rx-flip is not supported)"};
+  auto notify = xenbus::read_uint_or(s, fe + "/feature-rx-notify", 1, 0);
+  if (!notify || *notify != 1) return Error{EPROTO, "vif: frontend lacks feature-rx-notify"};
+  auto no_csum = xenbus::read_uint_or(s, fe + "/feature-no-csum-offload", 1, 0);
+  if (!no_csum) return Error{EPROTO, "vif: feature-no-csum-offload malformed"};
+  fe_csum_ok_ = *no_csum == 0;
+  auto nq = xenbus::read_uint_or(s, fe + "/multi-queue-num-queues", cfg_.queues, 1);
+  if (!nq || *nq == 0) return Error{EPROTO, "vif: multi-queue-num-queues malformed or out of range"};
+  for (unsigned i = 0; i < *nq; ++i) {
+    const std::string dir = *nq == 1 ? fe : fe + "/queue-" + std::to_string(i);
+    if (auto st = connect_queue(s, dir, i); !st) {
+      disconnect();
+      return st;
+    }
+  }
+  ++st_.connects;
+  if (!board_slot_) {
+    board_slot_ = QosBoard::instance().claim(cfg_.qos);
+    if (!board_slot_) spdlog::warn("dom={} dev={}: QoS board full; this vif is not scheduled", domid(), name());
+  }
+  set_host_polling(true);
+  spdlog::info("dom={} dev={}: connected: {} queue(s), {} event channels, tx csum offload {}", domid(), name(), *nq,
+               queues_[0]->ev_rx ? "split" : "shared", fe_csum_ok_ ? "on" : "off");
+  for (auto& q : queues_) service_tx(*q);
+  service_rx();
+  return {};
+}
+
+Status NetDevice::connect_queue(xen::Store& s, const std::string& dir, unsigned index) {
+  auto txr = xenbus::read_uint(s, dir + "/tx-ring-ref", UINT32_MAX);
+  auto rxr = xenbus::read_uint(s, dir + "/rx-ring-ref", UINT32_MAX);
+  if (!txr || !rxr) return Error{EPROTO, "vif: tx-ring-ref/rx-ring-ref missing or malformed"};
+  auto ev_tx = xenbus::read_uint_or(s, dir + "/event-channel-tx", 1U << 17U, UINT64_MAX);
+  auto ev_rx = xenbus::read_uint_or(s, dir + "/event-channel-rx", 1U << 17U, UINT64_MAX);
+  auto ev = xenbus::read_uint_or(s, dir + "/event-channel", 1U << 17U, UINT64_MAX);
+  if (!ev_tx || !ev_rx || !ev) return Error{EPROTO, "vif: event channel key malformed"};
+  const bool split = *ev_tx != UINT64_MAX && *ev_rx != UINT64_MAX;
+  if (!split && *ev == UINT64_MAX) return Error{EPROTO, "vif: no event channel given"};
+
+  auto q = std::make_unique<Queue>();
+  q->index = index;
+  auto tm = gnt_->map(fe_dom_, static_cast<grant_ref_t>(*txr), true);
+  if (!tm) return Error{tm.error().code, "vif: cannot map the tx ring"};
+  auto rm = gnt_->map(fe_dom_, static_cast<grant_ref_t>(*rxr), true);
+  if (!rm) return Error{rm.error().code, "vif: cannot map the rx ring"};
+  q->tx_map = std::move(tm.value());
+  q->rx_map = std::move(rm.value());
+  try {
+    q->tx.emplace(q->tx_map.data(), xen::kPageSize);
+    q->rx.emplace(q->rx_map.data(), xen::kPageSize);
+    if (split) {
+      q->ev_tx = xen::EventChannel::bind_interdomain(fe_dom_, static_cast<evtchn_port_t>(*ev_tx));
+      q->ev_rx = xen::EventChannel::bind_interdomain(fe_dom_, static_cast<evtchn_port_t>(*ev_rx));
+    } else {
+      q->ev_tx = xen::EventChannel::bind_interdomain(fe_dom_, static_cast<evtchn_port_t>(*ev));
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("dom={} dev={}: queue {}: {}", domid(), name(), index, e.what());
+    return Error{EPROTO, "vif: cannot bind the event channel"};
+  }
+  Queue* qp = q.get();
+  auto w = loop_->add_fd(q->ev_tx->fd(), EPOLLIN, [this, qp](std::uint32_t) { on_tx_event(*qp); });
+  if (!w) return w.error();
+  q->w_tx = *w;
+  if (q->ev_rx) {
+    auto r = loop_->add_fd(q->ev_rx->fd(), EPOLLIN, [this, qp](std::uint32_t) { on_rx_event(*qp); });
+    if (!r) {
+      loop_->remove(q->w_tx);
+      return r.error();
+    }
+    q->w_rx = *r;
+  }
+  queues_.push_back(std::move(q));
+  return {};
+}
+
+void NetDevice::disconnect() {
+  set_host_polling(false);
+  for (auto& q : queues_) {
+    if (loop_ && q->w_tx) loop_->remove(q->w_tx);
+    if (loop_ && q->w_rx) loop_->remove(q->w_rx);
+  }
+  queues_.clear();
+  if (loop_ && resume_timer_) loop_->remove(resume_timer_);
+  resume_timer_ = 0;
+  rx_stash_.reset();
+  if (board_slot_) QosBoard::instance().release(*board_slot_);
+  board_slot_.reset();
+}
+
+void NetDevice::on_store() {
+  for (;;) {
+    auto ev = store_->read_watch();
+    if (!ev) break;
+    if (!driver_) continue;
+    if (auto s = driver_->on_watch(*ev); !s)
+      spdlog::warn("dom={} dev={}: xenbus: {} (state {})", domid(), name(), s.error().what,
+                   xenbus::state_name(driver_->state()));
+    if (driver_->removed()) {
+      spdlog::info("dom={} dev={}: frontend or backend directory gone; vif down", domid(), name());
+      break;
+    }
+  }
+}
+
+void NetDevice::close(std::string_view why) {
+  ++st_.faults;
+  last_error_ = std::string(why);
+  spdlog::error("dom={} dev={}: closed: frontend misbehaved: {}", domid(), name(), why);
+  if (driver_) driver_->fault(why);
+  disconnect();
+}
+
+void NetDevice::on_tx_event(Queue& q) {
+  ++st_.events;
+  auto c = q.ev_tx->consume();
+  if (!c) return close("event channel failed");
+  const bool shared = !q.ev_rx;  // read now: service_tx may close the vif and free q
+  service_tx(q);
+  if (shared && !queues_.empty()) service_rx();  // one channel for both directions
+}
+
+void NetDevice::on_rx_event(Queue& q) {
+  ++st_.events;
+  auto c = q.ev_rx->consume();
+  if (!c) return close("event channel failed");
+  service_rx();
+}
+
+// ---- QoS ----------------------------------------------------------------------------------------------------
+
+void NetDevice::set_policy(const QosPolicy& p) {
+  if (p == cfg_.qos) return;
+  spdlog::info("dom={} dev={}: qos {} -> {}", domid(), name(), cfg_.qos.to_json().dump(), p.to_json().dump());
+  cfg_.qos = p;
+  ++st_.policy_changes;
+  if (board_slot_) QosBoard::instance().update(*board_slot_, p);
+}
+
+void NetDevice::poll_policy() {
+  // Control path: the domain's newest hints (gearsctl attach --hints, xl gears_hints) override the device's own.
+  if (auto p = QosFeed::instance().lookup(domid(), feed_version_)) set_policy(policy_from_hints(*p, base_qos_));
+}
+
+std::uint64_t NetDevice::refresh_rate(std::int64_t now) {
+  std::uint64_t r = cfg_.qos.rate;
+  contended_ = false;
+  if (board_slot_) {
+    const auto g = QosBoard::instance().grant(*board_slot_, now);
+    r = g.rate;
+    contended_ = g.contended;
+  }
+  bucket_.set_rate(r, now);
+  return r;
+}
+
+void NetDevice::schedule_resume(std::int64_t delay_ns) {
+  if (resume_timer_) return;
+  auto t = loop_->add_timer(std::chrono::nanoseconds(std::max<std::int64_t>(delay_ns, 100'000)),
+                            std::chrono::nanoseconds(0), [this] {
+                              resume_timer_ = 0;
+                              for (std::size_t i = 0; i < queues_.size(); ++i) service_tx(*queues_[i]);
+                            });
+  if (t) resume_timer_ = *t;
+}
+
+// ---- TX: domU -> host ----------------------------------------------------------------------------------------
+
+void NetDevice::service_tx(Queue& q) {
+  if (!q.tx) return;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    const std::int64_t now = mono_ns();
+    (void)refresh_rate(now);
+    if (!bucket_.ready(now)) {
+      ++st_.tx_throttled;
+      schedule_resume(bucket_.wait_ns(now));
+      return;  // req_event stays where it is: the timer brings us back
+    }
+    batch_.clear();
+    tx_copy_->clear();
+    std::string_view fatal;
+    std::size_t bufs = 0;
+    auto n = q.tx->consume(kTxBatchSlots, [&](const netif_tx_request_t& req) {
+      if (!fatal.empty()) return;
+      const TxVerdict v = q.parser.feed(req);
+      if (v == TxVerdict::need_more) return;
+      if (v == TxVerdict::fatal) {
+        fatal = q.parser.why();
+        return;
+      }
+      TxItem item;
+      item.pkt = q.parser.packet();
+      item.drop = v == TxVerdict::drop;
+      if (item.drop) {
+        ++st_.tx_dropped;
+        spdlog::debug("dom={} dev={}: tx packet dropped: {}", domid(), name(), q.parser.why());
+      } else {
+        if (tx_bufs_.size() <= bufs) tx_bufs_.emplace_back(kMaxPacket);
+        std::byte* dst = tx_bufs_[bufs++].data();
+        item.first_seg = tx_copy_->size();
+        std::size_t off = 0;
+        for (std::size_t i = 0; i < item.pkt.nslots; ++i) {
+          const TxSlot& s = item.pkt.slots[i];
+          if (s.len == 0) continue;
+          // Validated: offset + len <= page and the lengths sum to pkt.len <= kMaxPacket.
+          if (!tx_copy_->copy_from_grant(fe_dom_, s.gref, s.offset, {dst + off, s.len})) {
+            item.drop = true;
+            break;
+          }
+          off += s.len;
+        }
+        item.nsegs = tx_copy_->size() - item.first_seg;
+      }
+      batch_.push_back(item);
+    });
+    if (!n) return close(n.error().what);
+    if (!fatal.empty()) return close(fatal);
+    if (auto s = flush_tx(q); !s) return close(s.error().what);
+    if (*n == 0) {
+      auto more = q.tx->final_check_for_requests();
+      if (!more) return close(more.error().what);
+      if (!*more) return;
+    }
+  }
+  // Still busy: yield to the other devices on this worker, then continue.
+  const auto idx = q.index;
+  loop_->post([this, idx, alive = std::weak_ptr<const char>(alive_)] {
+    if (alive.expired() || idx >= queues_.size()) return;
+    service_tx(*queues_[idx]);
+  });
+}
+
+Status NetDevice::flush_tx(Queue& q) {
+  if (batch_.empty()) return {};
+  const bool copied = tx_copy_->size() == 0 || static_cast<bool>(tx_copy_->execute());
+  std::size_t bufs = 0;
+  std::uint64_t bytes = 0;
+  for (auto& it : batch_) {
+    std::int16_t status = NETIF_RSP_OKAY;
+    if (it.drop) {
+      status = NETIF_RSP_ERROR;
+    } else {
+      std::byte* data = tx_bufs_[bufs++].data();
+      bool ok = copied;
+      for (std::size_t i = 0; ok && i < it.nsegs; ++i) ok = static_cast<bool>(tx_copy_->segment(it.first_seg + i));
+      if (!ok) {
+        ++st_.tx_copy_errors;
+        status = NETIF_RSP_ERROR;
+      } else if (auto s = deliver(it.pkt, {data, it.pkt.len}); !s) {
+        status = NETIF_RSP_ERROR;
+      } else {
+        ++st_.tx_packets;
+        st_.tx_bytes += it.pkt.len;
+        bytes += it.pkt.len;
+      }
+    }
+    for (std::size_t i = 0; i < it.pkt.nrsp; ++i) {
+      const std::int32_t id = it.pkt.rsp[i];
+      netif_tx_response_t r{};
+      r.id = id < 0 ? 0 : static_cast<std::uint16_t>(id);
+      r.status = id < 0 ? static_cast<std::int16_t>(NETIF_RSP_NULL) : status;
+      if (auto s = q.tx->put_response(r); !s) return s;
+    }
+  }
+  bucket_.charge(bytes);
+  if (board_slot_ && bytes) QosBoard::instance().mark_active(*board_slot_, mono_ns());
+  return q.tx->push_responses(*q.ev_tx);
+}
+
+Status NetDevice::deliver(const TxPacket& p, std::span<std::byte> frame) {
+  virtio_net_hdr h{};
+  if (p.csum_blank || p.gso) {
+    auto l4 = parse_l4(frame);
+    if (!l4) {
+      ++st_.tx_dropped;
+      return l4.error();
+    }
+    h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h.csum_start = l4->csum_start;
+    h.csum_offset = l4->csum_offset;
+    ++st_.tx_csum;
+    if (p.gso) {
+      if (!l4->tcp || l4->ipv6 != (p.gso->type == XEN_NETIF_GSO_TYPE_TCPV6)) {
+        ++st_.tx_dropped;
+        return Error{EINVAL, "vif: GSO type does not match the frame"};
+      }
+      h.gso_type = p.gso->type == XEN_NETIF_GSO_TYPE_TCPV6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+      h.gso_size = p.gso->size;
+      h.hdr_len = l4->hdr_len;
+      ++st_.tx_gso;
+    }
+  } else if (p.data_validated) {
+    h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+  }
+  if (auto s = host_->write(h, frame); !s) {
+    ++st_.tx_host_errors;  // host queue full or interface down: the frame is lost, as on a real NIC
+    return s;
+  }
+  return {};
+}
+
+// ---- RX: host -> domU ----------------------------------------------------------------------------------------
+
+void NetDevice::set_host_polling(bool on) {
+  if (!loop_ || !tap_watch_ || on == host_polling_) return;
+  if (loop_->modify_fd(tap_watch_, on ? std::uint32_t{EPOLLIN} : 0U)) host_polling_ = on;
+}
+
+void NetDevice::service_rx() {
+  if (queues_.empty()) return;
+  Queue& q = *queues_[0];  // all RX on queue 0: one TAP fd, and TCP needs its frames in order
+  for (int round = 0; round < kMaxRounds; ++round) {
+    rx_copy_->clear();
+    rx_slots_.clear();
+    std::size_t nframes = 0;
+    bool host_empty = false, no_buffers = false;
+    while (nframes < kRxBatchFrames) {
+      if (rx_frames_.size() <= nframes) rx_frames_.push_back(RxFrame{std::vector<std::byte>(kRxBuf), 0});
+      RxFrame& f = rx_frames_[nframes];
+      if (rx_stash_) {
+        std::swap(f, *rx_stash_);
+        rx_stash_.reset();
+      } else {
+        auto r = host_->read(f.hdr, f.buf);
+        if (!r) {
+          host_empty = true;  // EAGAIN, or an error the next poll reports again
+          break;
+        }
+        f.len = *r;
+      }
+      if (f.len == 0) continue;
+      const std::size_t need = rx_slots_for(f.len);
+      auto avail = q.rx->pending();
+      if (!avail) return close(avail.error().what);
+      if (*avail < need) {
+        if (*avail > 0 && need > 1) {  // will not fit into what is posted: drop rather than wait forever
+          ++st_.rx_dropped;
+          continue;
+        }
+        rx_stash_.emplace(std::move(f));
+        f = RxFrame{std::vector<std::byte>(kRxBuf), 0};
+        no_buffers = true;
+        break;
+      }
+      f.first_slot = rx_slots_.size();
+      std::size_t k = 0;
+      auto c = q.rx->consume(need, [&](const netif_rx_request_t& req) {
+        const std::size_t off = k * kPage;
+        const std::size_t len = std::min(kPage, f.len - off);
+        RxSlot s{req.id, static_cast<std::uint16_t>(len), req.gref < kMaxGrantRef};
+        if (s.ok) s.ok = static_cast<bool>(rx_copy_->copy_to_grant({f.buf.data() + off, len}, fe_dom_, req.gref, 0));
+        s.seg = s.ok ? rx_copy_->size() - 1 : SIZE_MAX;
+        rx_slots_.push_back(s);
+        ++k;
+      });
+      if (!c) return close(c.error().what);
+      f.nslots = k;
+      ++nframes;
+    }
+    if (nframes > 0) {
+      const bool copied = rx_copy_->size() == 0 || static_cast<bool>(rx_copy_->execute());
+      for (std::size_t i = 0; i < nframes; ++i) {
+        const RxFrame& f = rx_frames_[i];
+        bool ok = copied;
+        for (std::size_t j = 0; j < f.nslots; ++j) {
+          const RxSlot& s = rx_slots_[f.first_slot + j];
+          ok = ok && s.ok && static_cast<bool>(rx_copy_->segment(s.seg));
+        }
+        if (ok) {
+          ++st_.rx_packets;
+          st_.rx_bytes += f.len;
+        } else {
+          ++st_.rx_copy_errors;
+        }
+        for (std::size_t j = 0; j < f.nslots; ++j) {
+          const RxSlot& s = rx_slots_[f.first_slot + j];
+          netif_rx_response_t r{};
+          r.id = s.id;
+          r.offset = 0;
+          r.flags = static_cast<std::uint16_t>(j + 1 < f.nslots ? NETRXF_more_data : 0U);
+          if (j == 0 && (f.hdr.flags & VIRTIO_NET_HDR_F_DATA_VALID) != 0) r.flags |= NETRXF_data_validated;
+          r.status = ok ? static_cast<std::int16_t>(s.len) : static_cast<std::int16_t>(NETIF_RSP_ERROR);
+          if (auto st = q.rx->put_response(r); !st) return close(st.error().what);
+        }
+      }
+      auto& ev = q.ev_rx ? *q.ev_rx : *q.ev_tx;
+      if (auto st = q.rx->push_responses(ev); !st) return close(st.error().what);
+      if (board_slot_) QosBoard::instance().mark_active(*board_slot_, mono_ns());
+    }
+    if (no_buffers) {
+      auto more = q.rx->final_check_for_requests();  // arms req_event: the next post wakes us
+      if (!more) return close(more.error().what);
+      if (*more) continue;
+      set_host_polling(false);
+      return;
+    }
+    set_host_polling(true);
+    if (host_empty) return;
+  }
+  // More frames are queued: level-triggered polling brings us back after the other devices had their turn.
+}
+
+// ---- gearsd ---------------------------------------------------------------------------------------------------
+
+nlohmann::json NetDevice::stats() const {
+  return {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
+          {"connected", !queues_.empty()},
+          {"queues", queues_.size()},
+          {"host", host_ ? host_->name() : ""},
+          {"mac", cfg_.mac},
+          {"ops", st_.tx_packets + st_.rx_packets},
+          {"bytes", st_.tx_bytes + st_.rx_bytes},
+          {"errors", st_.tx_dropped + st_.rx_dropped + st_.tx_copy_errors + st_.rx_copy_errors + st_.faults},
+          {"tx_packets", st_.tx_packets},
+          {"tx_bytes", st_.tx_bytes},
+          {"tx_dropped", st_.tx_dropped},
+          {"tx_copy_errors", st_.tx_copy_errors},
+          {"tx_host_errors", st_.tx_host_errors},
+          {"tx_gso", st_.tx_gso},
+          {"tx_csum", st_.tx_csum},
+          {"tx_throttled", st_.tx_throttled},
+          {"rx_packets", st_.rx_packets},
+          {"rx_bytes", st_.rx_bytes},
+          {"rx_dropped", st_.rx_dropped},
+          {"rx_copy_errors", st_.rx_copy_errors},
+          {"events", st_.events},
+          {"connects", st_.connects},
+          {"faults", st_.faults},
+          {"qos", cfg_.qos.to_json()},
+          {"qos_rate_Bps", bucket_.rate()},
+          {"qos_contended", contended_},
+          {"policy_changes", st_.policy_changes},
+          {"last_error", last_error_}};
+}
+
+void NetDevice::metrics(daemon::MetricSet& out) const {
+  using daemon::MetricType;
+  const std::vector<daemon::Label> cls = {{"class", cfg_.qos.to_json()["class"].get<std::string>()}};
+  auto c = [&](const char* n, const char* help, std::uint64_t v) {
+    out.add(n, MetricType::counter, help, static_cast<double>(v), cls);
+  };
+  c("gears_vif_tx_packets_total", "Packets the domU sent (delivered to the host side).", st_.tx_packets);
+  c("gears_vif_tx_bytes_total", "Bytes the domU sent.", st_.tx_bytes);
+  c("gears_vif_tx_dropped_total", "Malformed TX packets dropped.", st_.tx_dropped);
+  c("gears_vif_tx_throttled_total", "TX rounds deferred by the QoS token bucket.", st_.tx_throttled);
+  c("gears_vif_rx_packets_total", "Packets delivered to the domU.", st_.rx_packets);
+  c("gears_vif_rx_bytes_total", "Bytes delivered to the domU.", st_.rx_bytes);
+  c("gears_vif_rx_dropped_total", "Packets for the domU dropped (no buffer posted).", st_.rx_dropped);
+  c("gears_vif_faults_total", "Times the vif was closed for a protocol violation.", st_.faults);
+  out.add("gears_vif_qos_rate_bytes", MetricType::gauge, "Current TX rate limit in bytes/s (0 = none).",
+          static_cast<double>(bucket_.rate()), cls);
+  out.add("gears_vif_connected", MetricType::gauge, "1 while the rings are mapped.", queues_.empty() ? 0.0 : 1.0, cls);
+}
+
+nlohmann::json NetDevice::hints() const { return nlohmann::json::array({{{"qos", cfg_.qos.to_json()}}}); }
+
+std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec) {
+  return std::make_unique<NetDevice>(spec, [](const VifConfig& c) -> std::unique_ptr<HostPort> {
+    return std::make_unique<TapPort>(c.ifname, c.mtu, c.bridge);
+  });
+}
+
+std::unique_ptr<daemon::DiscoverySource> make_net_discovery() {
+  return std::make_unique<backend::XenbusDiscovery>("gears-vif", "vif");
+}
+
+}  // namespace gears::net

@@ -1,0 +1,171 @@
+// The Gears vif: a netif backend in gearsd serving an unmodified xen-netfront (gearsd kind "vif").
+//
+// xenstore: backend/gears-vif/<dom>/<devid> (dom0), frontend device/vif/<devid> (domU), see README.md here.
+// Everything below lives on the device's worker thread: the xenbus driver, every queue's rings and event
+// channels, the grant-copy batches, the TAP fd and the token bucket. Nothing on the data path takes a lock.
+//
+// Rings (per queue; the contract of each is xen/io/netif.h + common/ring/xen_ring.hpp's hostile-frontend rules):
+//   tx ring  requests = packets the domU sends (TxParser, protocol.hpp); responses in slot order after the
+//            batch's grant copy ran, so the frontend never reuses a page we still read.
+//   rx ring  requests = empty pages the domU posts; we consume one only when a frame is ready for it, and
+//            answer each with the bytes copied into it.
+// Wake-ups: tx evtchn -> service_tx; rx evtchn -> service_rx (buffers posted); TAP readable -> service_rx.
+// With no rx buffer posted, the TAP fd is taken out of epoll (its frames wait in the kernel queue) and the rx
+// ring's req_event is armed, so the frontend's next post wakes us. A throttled TX queue (QoS) resumes on a timer.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <span>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ring/xen_ring.hpp"
+#include "common/xen/evtchn.hpp"
+#include "common/xen/grant.hpp"
+#include "common/xen/store.hpp"
+#include "common/xenbus/driver.hpp"
+#include "common/xenbus/nodes.hpp"
+#include "dom0/backends/net/host.hpp"
+#include "dom0/backends/net/protocol.hpp"
+#include "dom0/backends/net/sched.hpp"
+#include "dom0/gearsd/device.hpp"
+#include "dom0/gearsd/reactor.hpp"
+
+namespace gears::net {
+
+inline constexpr unsigned kMaxQueues = 4;
+inline constexpr unsigned kDefaultMtu = 1500;
+inline constexpr unsigned kMaxMtu = 4078;  // MTU + Ethernet + 802.1Q header fits one rx page
+
+// Device parameters (from `gearsctl attach --param k=v`, `gears_vif = ["k=v,..."]` or discovery).
+struct VifConfig {
+  std::string mac;     // the domU's MAC, "00:16:3e:xx:xx:xx"; derived from (dom, devid) if absent
+  std::string bridge;  // bridge to enslave the TAP to; empty = none
+  std::string ifname;  // TAP name; default gvif<dom>.<devid>
+  unsigned mtu = kDefaultMtu;
+  unsigned queues = kMaxQueues;  // multi-queue-max-queues advertised
+  QosPolicy qos;                 // from the device's "hints" parameter
+};
+// Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
+[[nodiscard]] VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid);
+
+struct VifStats {
+  std::uint64_t tx_packets = 0, tx_bytes = 0, tx_dropped = 0, tx_copy_errors = 0, tx_host_errors = 0, tx_gso = 0,
+                tx_csum = 0, tx_throttled = 0;
+  std::uint64_t policy_changes = 0;
+  std::uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0, rx_copy_errors = 0;
+  std::uint64_t events = 0, faults = 0, connects = 0;
+};
+
+// Creates the host side of a vif (TAP in gearsd; a socketpair in unit tests). Throws on failure.
+using HostFactory = std::function<std::unique_ptr<HostPort>(const VifConfig&)>;
+
+class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
+ public:
+  // Throws std::invalid_argument for bad params (reported to whoever attached the device).
+  NetDevice(daemon::DeviceSpec spec, HostFactory host);
+  ~NetDevice() override;
+
+  [[nodiscard]] Status start(daemon::Reactor& loop) override;
+  void stop() override;
+  [[nodiscard]] nlohmann::json stats() const override;
+  void metrics(daemon::MetricSet& out) const override;
+  [[nodiscard]] nlohmann::json hints() const override;
+
+  // Applies a new QoS policy live (worker thread), without touching the rings.
+  void set_policy(const QosPolicy& p);
+  [[nodiscard]] const QosPolicy& policy() const { return cfg_.qos; }
+  [[nodiscard]] const VifStats& counters() const { return st_; }
+  [[nodiscard]] bool connected() const { return !queues_.empty(); }
+
+ private:
+  struct Queue {
+    unsigned index = 0;
+    xen::GrantMapping tx_map, rx_map;
+    std::optional<ring::BackRing<netif_tx_sring>> tx;
+    std::optional<ring::BackRing<netif_rx_sring>> rx;
+    std::optional<xen::EventChannel> ev_tx, ev_rx;  // ev_rx empty: one channel for both
+    daemon::WatchId w_tx = 0, w_rx = 0;
+    TxParser parser;
+  };
+  // A TX packet of the current batch: its data lands in buf while the batch's grant copies run.
+  struct TxItem {
+    TxPacket pkt;
+    std::size_t first_seg = 0, nsegs = 0;
+    bool drop = false;
+  };
+
+  Status advertise(xen::StoreOps& t, const std::string& be_path) override;
+  Status connect(xen::Store& s, const std::string& fe_path, domid_t fe_dom) override;
+  void disconnect() override;
+
+  Status connect_queue(xen::Store& s, const std::string& dir, unsigned index);
+  void on_store();
+  void on_tx_event(Queue& q);
+  void on_rx_event(Queue& q);
+  void service_tx(Queue& q);
+  Status flush_tx(Queue& q);
+  Status deliver(const TxPacket& p, std::span<std::byte> frame);
+  void service_rx();
+  void set_host_polling(bool on);
+  void poll_policy();
+  void schedule_resume(std::int64_t delay_ns);
+  void close(std::string_view why);
+  [[nodiscard]] std::uint64_t refresh_rate(std::int64_t now);
+
+  VifConfig cfg_;
+  daemon::Reactor* loop_ = nullptr;
+  std::optional<xen::Store> store_;
+  std::optional<xenbus::BackendDriver> driver_;
+  std::optional<xen::GrantTable> gnt_;
+  std::optional<xen::GrantCopyBatch> tx_copy_, rx_copy_;
+  HostFactory host_factory_;
+  std::unique_ptr<HostPort> host_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+  domid_t fe_dom_ = 0;
+  bool fe_csum_ok_ = true;
+  daemon::WatchId store_watch_ = 0, tap_watch_ = 0, resume_timer_ = 0, policy_timer_ = 0;
+  bool host_polling_ = false;
+
+  // TX batch state (worker-owned scratch).
+  std::vector<TxItem> batch_;
+  std::vector<std::vector<std::byte>> tx_bufs_;
+  // RX: frames read from the TAP, waiting for their grant copies.
+  struct RxFrame {
+    std::vector<std::byte> buf;
+    std::size_t len = 0;
+    virtio_net_hdr hdr{};
+    std::size_t first_slot = 0, nslots = 0;  // into rx_slots_
+  };
+  struct RxSlot {
+    std::uint16_t id = 0;
+    std::uint16_t len = 0;
+    bool ok = false;                // the copy was queued
+    std::size_t seg = SIZE_MAX;     // its segment in rx_copy_
+  };
+  std::vector<RxFrame> rx_frames_;
+  std::vector<RxSlot> rx_slots_;
+  std::optional<RxFrame> rx_stash_;  // read but no rx buffer posted yet
+
+  QosPolicy base_qos_;               // from the device's own params; domain hints override it
+  std::uint64_t feed_version_ = 0;   // last QosFeed version applied
+  TokenBucket bucket_;
+  std::optional<std::size_t> board_slot_;
+  bool contended_ = false;
+  VifStats st_;
+  std::string last_error_;
+  std::shared_ptr<const char> alive_ = std::make_shared<const char>('\0');
+};
+
+// gearsd's factory for kind "vif".
+[[nodiscard]] std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec);
+// Discovery of Gears vifs: backend/gears-vif directories.
+[[nodiscard]] std::unique_ptr<daemon::DiscoverySource> make_net_discovery();
+// The xenstore nodes of a Gears vif (frontend device/vif/<devid>, backend backend/gears-vif/<dom>/<devid>).
+[[nodiscard]] xenbus::DeviceNodes vif_nodes(domid_t dom, unsigned devid, const VifConfig& cfg);
+
+}  // namespace gears::net

@@ -1,0 +1,107 @@
+// QoS for Gears vifs: what each domU asked for (class, rate, latency) and how the backend honours it when vifs
+// compete.
+//
+// Design (no locks on the hot path). Every vif lives on one gearsd worker thread, and vifs of different domUs
+// may sit on different workers. Scheduling across domUs is therefore done by per-vif token buckets, each owned
+// by its vif's worker, whose rates are derived from a process-wide QosBoard of relaxed atomics:
+//   * each connected vif holds one board slot: {class, weight, stated rate, last-active time};
+//   * a vif of class c is "contended" while any vif of a better class (lower number) was active within
+//     kActiveWindow; a contended vif is capped at  capacity * w(c) / (w(c) + sum of the active better classes'
+//     weights)  (gold 8, silver 4, bronze 1 unless a weight hint says otherwise), and never above its own stated rate;
+//   * an uncontended vif runs at its stated rate, or unlimited without one (work-conserving).
+// A stated rate is both a cap and, through the contention rule, a share: gold at 10 MB/s with bronze flooding
+// gets its 10 MB/s while bronze is squeezed to its weight share of what is left of the board capacity.
+// Each worker reads the board once per TX batch (a few hundred relaxed loads at most); writers are the vifs
+// themselves (their own slot) and the control path (class changes, posted to the vif's worker).
+// Within one vif, TX is served in ring order (xen-netfront gives no per-flow queues to reorder fairly without
+// breaking TCP ordering), so per-flow classes are not scheduled here.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace gears::net {
+
+inline constexpr std::uint8_t kClassGold = 0, kClassSilver = 1, kClassBronze = 2;
+inline constexpr std::int64_t kActiveWindowNs = 2'000'000'000;  // a ping per second keeps a class active
+
+struct QosPolicy {
+  std::uint8_t cls = kClassSilver;  // 0 (best) .. 7
+  std::uint16_t weight = 0;         // 0 = the class default
+  std::uint64_t rate = 0;           // stated rate, bytes/s; 0 = none
+  std::uint32_t latency_us = 0;     // stated latency target; 0 = none
+
+  [[nodiscard]] std::uint16_t effective_weight() const;
+  [[nodiscard]] nlohmann::json to_json() const;
+  bool operator==(const QosPolicy&) const = default;
+};
+
+// The policy in a parsed hint set (gearsd's check_hint_text() JSON: {"qos":{"class":"gold","weight":0},
+// "rate_bps":..., "latency_us":...}); keys absent there keep the values of `base`.
+[[nodiscard]] QosPolicy policy_from_hints(const nlohmann::json& parsed, QosPolicy base = {});
+
+// A token bucket in bytes. Charging may go negative (a packet is never split); sending resumes at >= 0.
+class TokenBucket {
+ public:
+  // rate 0 = unlimited.
+  void set_rate(std::uint64_t bytes_per_s, std::int64_t now_ns);
+  [[nodiscard]] std::uint64_t rate() const { return rate_; }
+  [[nodiscard]] bool ready(std::int64_t now_ns);
+  void charge(std::uint64_t bytes) {
+    if (rate_ != 0) tokens_ -= static_cast<double>(bytes);
+  }
+  // Nanoseconds until ready() (0 if ready now).
+  [[nodiscard]] std::int64_t wait_ns(std::int64_t now_ns);
+
+ private:
+  void refill(std::int64_t now_ns);
+  std::uint64_t rate_ = 0;
+  double tokens_ = 0;
+  double burst_ = 0;
+  std::int64_t last_ns_ = 0;
+};
+
+class QosBoard {
+ public:
+  static constexpr std::size_t kSlots = 256;
+  static QosBoard& instance();
+
+  // Board capacity in bytes/s: what the contention shares divide (gearsd-wide; default kDefaultCapacity).
+  static constexpr std::uint64_t kDefaultCapacity = 4'000'000;
+  void set_capacity(std::uint64_t bytes_per_s) { capacity_.store(bytes_per_s, std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t capacity() const { return capacity_.load(std::memory_order_relaxed); }
+
+  // A slot for one connected vif; nullopt when all are taken (the vif then runs unscheduled, logged).
+  [[nodiscard]] std::optional<std::size_t> claim(const QosPolicy& p);
+  void release(std::size_t slot);
+  void update(std::size_t slot, const QosPolicy& p);
+  void mark_active(std::size_t slot, std::int64_t now_ns);
+
+  // The rate the vif in `slot` may use now (0 = unlimited), and whether it is contended.
+  struct Grant {
+    std::uint64_t rate = 0;
+    bool contended = false;
+  };
+  [[nodiscard]] Grant grant(std::size_t slot, std::int64_t now_ns) const;
+
+ private:
+  struct Slot {
+    std::atomic<bool> used{false};
+    std::atomic<std::uint8_t> cls{kClassSilver};
+    std::atomic<std::uint16_t> weight{4};
+    std::atomic<std::uint64_t> rate{0};
+    std::atomic<std::int64_t> active_ns{INT64_MIN / 2};
+  };
+  std::array<Slot, kSlots> slots_{};
+  std::atomic<std::uint64_t> capacity_{kDefaultCapacity};
+};
+
+[[nodiscard]] std::int64_t mono_ns();
+
+}  // namespace gears::net

@@ -1,0 +1,268 @@
+// The Gears vif end to end over the fake hypervisor: NetDevice (dom0, on a gearsd Reactor thread, host side a
+// socketpair) <-> TestNetfront (the guest, fake::AsDomain). Frames both ways, offload headers, and every hostile
+// TX case of domU-frontends/netfront-test at the ring level, each while a second domain's vif keeps working.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "dom0/backends/net/device.hpp"
+#include "dom0/gearsd/reactor.hpp"
+#include "domU-frontends/netfront-test/hostile_cases.hpp"
+#include "domU-frontends/netfront-test/netfront.hpp"
+#include "tests/fake/fake.hpp"
+
+namespace gears::net {
+namespace {
+
+using nlohmann::json;
+
+bool eventually(const std::function<bool()>& pred, int ms = 10000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+std::string be_state(unsigned dom) {
+  return fake::store_read("/local/domain/0/backend/gears-vif/" + std::to_string(dom) + "/1/state").value_or("?");
+}
+
+// dom0: one Reactor thread hosting vifs whose host side is a socketpair; the test keeps the other end.
+class Dom0 {
+ public:
+  Dom0() : thread_([this] { loop_.run(); }) {}
+  ~Dom0() { shutdown(); }
+  Dom0(const Dom0&) = delete;
+  Dom0& operator=(const Dom0&) = delete;
+
+  template <class F>
+  auto on_loop(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto fut = task.get_future();
+    loop_.post([&task] { task(); });
+    return fut.get();
+  }
+
+  void add(unsigned dom, json params = json::object()) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    host_[dom] = std::make_unique<SeqpacketPort>(sv[1], "test-peer");
+    const int fd = sv[0];
+    const Status st = on_loop([this, dom, fd, params] {
+      daemon::DeviceSpec spec;
+      spec.key = {"vif", dom, 1};
+      spec.params = params;
+      auto d = std::make_unique<NetDevice>(
+          spec, [fd](const VifConfig&) -> std::unique_ptr<HostPort> { return std::make_unique<SeqpacketPort>(fd, "sock"); });
+      Status s = d->start(loop_);
+      if (s) devices_[dom] = std::move(d);
+      return s;
+    });
+    ASSERT_TRUE(st.ok()) << st.error().what;
+  }
+  json stats(unsigned dom) {
+    return on_loop([this, dom] { return devices_.at(dom)->stats(); });
+  }
+  // The host side's end for `dom`: what the device writes there is what the domU sent.
+  HostPort& host(unsigned dom) { return *host_.at(dom); }
+
+  void shutdown() {
+    if (!thread_.joinable()) return;
+    on_loop([this] {
+      for (auto& [dom, d] : devices_) d->stop();
+      devices_.clear();
+      return 0;
+    });
+    loop_.stop();
+    thread_.join();
+    host_.clear();
+  }
+
+ private:
+  daemon::Reactor loop_;
+  std::map<unsigned, std::unique_ptr<NetDevice>> devices_;
+  std::map<unsigned, std::unique_ptr<HostPort>> host_;
+  std::thread thread_;
+};
+
+// A guest: its own store connection and frontend, opened as domain `dom`.
+struct Guest {
+  explicit Guest(unsigned d) : dom(d), as(static_cast<domid_t>(d)), store(), front(store, "device/vif/1") {}
+  unsigned dom;
+  fake::AsDomain as;
+  xen::Store store;
+  netfront::TestNetfront front;
+};
+
+std::vector<std::byte> frame(std::size_t n, unsigned seed) {
+  std::vector<std::byte> f(n);
+  for (std::size_t i = 0; i < n; ++i) f[i] = static_cast<std::byte>((i * 31U + seed) & 0xFFU);
+  f[12] = std::byte{0x88}, f[13] = std::byte{0xB5};  // local experimental ethertype: no offload parsing
+  return f;
+}
+
+// Reads one frame from the host side, waiting up to 5 s.
+std::optional<std::vector<std::byte>> host_read(HostPort& h, virtio_net_hdr* hdr = nullptr) {
+  std::vector<std::byte> buf(70000);
+  std::optional<std::vector<std::byte>> out;
+  eventually([&] {
+    virtio_net_hdr vh{};
+    auto r = h.read(vh, buf);
+    if (!r) return false;
+    if (hdr) *hdr = vh;
+    out.emplace(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*r));
+    return true;
+  }, 5000);
+  return out;
+}
+
+std::optional<std::vector<std::byte>> guest_recv(Guest& g) {
+  std::optional<std::vector<std::byte>> out;
+  eventually([&] {
+    g.front.ack_events();
+    out = g.front.recv();
+    return out.has_value();
+  }, 5000);
+  return out;
+}
+
+class NetE2E : public ::testing::Test {
+ protected:
+  void SetUp() override { fake::reset(); }
+  void TearDown() override {
+    const auto c = fake::counters();
+    EXPECT_EQ(c.mapped_pages, 0U);
+    EXPECT_EQ(c.xs_watches, 0U);
+  }
+};
+
+TEST_F(NetE2E, FramesBothWays) {
+  Dom0 d0;
+  d0.add(5);
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    EXPECT_EQ(fake::store_read("/local/domain/5/device/vif/1/mac").value_or(""), "00:16:3e:00:05:01");
+    for (std::size_t n : {60UL, 1514UL, 4096UL, 9000UL, 65535UL}) {
+      const auto f = frame(n, static_cast<unsigned>(n));
+      ASSERT_TRUE(g.front.send(f));
+      auto got = host_read(d0.host(5));
+      ASSERT_TRUE(got) << n;
+      EXPECT_EQ(*got, f) << n;
+    }
+    // Host -> guest, including a frame spanning two rx pages.
+    for (std::size_t n : {60UL, 1514UL, 6000UL}) {
+      const auto f = frame(n, 7);
+      ASSERT_TRUE(d0.host(5).write(virtio_net_hdr{}, f));
+      auto got = guest_recv(g);
+      ASSERT_TRUE(got) << n;
+      EXPECT_EQ(*got, f) << n;
+      ASSERT_TRUE(g.front.post_rx());
+    }
+    std::vector<netif_tx_response_t> rsp;
+    EXPECT_TRUE(eventually([&] {
+      g.front.reap_tx(&rsp);
+      return rsp.size() >= 1 + 1 + 1 + 3 + 16;  // one per slot
+    }));
+    for (const auto& r : rsp) EXPECT_EQ(r.status, NETIF_RSP_OKAY);
+    const auto st = d0.stats(5);
+    EXPECT_EQ(st["tx_packets"], 5);
+    EXPECT_EQ(st["rx_packets"], 3);
+    EXPECT_EQ(st["faults"], 0);
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, ChecksumOffloadBecomesANeedsCsumHeader) {
+  Dom0 d0;
+  d0.add(5);
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    std::vector<std::byte> f(14 + 20 + 20 + 10);
+    f[12] = std::byte{0x08}, f[13] = std::byte{0x00}, f[14] = std::byte{0x45}, f[17] = std::byte{50}, f[23] = std::byte{6};
+    f[46] = std::byte{0x50};
+    ASSERT_TRUE(g.front.send(f, NETTXF_csum_blank));
+    virtio_net_hdr h{};
+    auto got = host_read(d0.host(5), &h);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    EXPECT_EQ(h.csum_start, 34U);
+    EXPECT_EQ(h.csum_offset, 16U);
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, BadParamsAreRefusedWithAReason) {
+  EXPECT_THROW((void)parse_vif_config({{"mac", "01:00:00:00:00:00"}}, 5, 1), std::invalid_argument);
+  EXPECT_THROW((void)parse_vif_config({{"mac", "zz"}}, 5, 1), std::invalid_argument);
+  EXPECT_THROW((void)parse_vif_config({{"mtu", "99999"}}, 5, 1), std::invalid_argument);
+  EXPECT_THROW((void)parse_vif_config({{"bridge", "a b"}}, 5, 1), std::invalid_argument);
+  EXPECT_THROW((void)parse_vif_config({{"colour", "red"}}, 5, 1), std::invalid_argument);
+  EXPECT_THROW((void)parse_vif_config({{"hints", "class=tin"}}, 5, 1), std::invalid_argument);
+  const auto c = parse_vif_config({{"hints", "class=gold,rate=2M"}, {"mtu", "1400"}}, 5, 1);
+  EXPECT_EQ(c.qos.cls, kClassGold);
+  EXPECT_EQ(c.qos.rate, 2000000U);
+  EXPECT_EQ(c.mtu, 1400U);
+}
+
+// Each hostile case from dom 5 while dom 6 keeps passing frames.
+class NetHostile : public NetE2E, public ::testing::WithParamInterface<netfront::HostileCase> {};
+
+TEST_P(NetHostile, BadFrontendIsHandledOthersUnaffected) {
+  const auto& hc = GetParam();
+  Dom0 d0;
+  d0.add(5);
+  d0.add(6);
+  {
+    Guest bad(5);
+    ASSERT_TRUE(bad.front.connect(std::chrono::seconds(10)));
+    Guest good(6);  // opened after bad's handshake: handles belong to the domain current when opened
+    ASSERT_TRUE(good.front.connect(std::chrono::seconds(10)));
+    ASSERT_TRUE(netfront::run_hostile_case(bad.front, hc.name));
+    if (hc.fatal) {
+      EXPECT_TRUE(eventually([] { return be_state(5) == "5"; })) << hc.name << ": vif not closed";
+      EXPECT_EQ(d0.stats(5)["faults"], 1);
+      EXPECT_NE(d0.stats(5)["last_error"].get<std::string>().find(hc.why), std::string::npos);
+    } else {
+      std::vector<netif_tx_response_t> rsp;
+      EXPECT_TRUE(eventually([&] {
+        bad.front.reap_tx(&rsp);
+        for (const auto& r : rsp)
+          if (r.status == NETIF_RSP_ERROR) return true;
+        return false;
+      })) << hc.name << ": no error response";
+      EXPECT_EQ(be_state(5), "4");
+      const auto st = d0.stats(5);
+      EXPECT_EQ(st["faults"], 0);
+      EXPECT_EQ(st["tx_dropped"].get<int>() + st["tx_copy_errors"].get<int>(), 1);
+      EXPECT_EQ(st["tx_packets"], 0);
+    }
+    const auto f = frame(1000, 3);
+    ASSERT_TRUE(good.front.send(f));
+    auto got = host_read(d0.host(6));
+    ASSERT_TRUE(got);
+    EXPECT_EQ(*got, f);
+    EXPECT_EQ(be_state(6), "4");
+  }
+  d0.shutdown();
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, NetHostile, ::testing::ValuesIn(netfront::hostile_cases()),
+                         [](const auto& p) {
+                           std::string n = p.param.name;
+                           for (auto& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace gears::net
