@@ -54,7 +54,7 @@ ensure_guest() {
   # A fresh copy of the guest image (dom0 may cache stale pages of a file rewritten since the lab came up).
   local rd=$LABDIR/run/$name-initrd.$(stat -c %Y "$LABDIR/images/domu-initrd.gz").gz
   [ -f "$rd" ] || cp "$LABDIR/images/domu-initrd.gz" "$rd" || fail "cannot copy the guest image"
-  sed -e "s/^name = .*/name = \"$name\"/" -e "s/^memory = .*/memory = 192/" -e "s|^ramdisk = .*|ramdisk = \"$rd\"|" \
+  sed -e "s/^name = .*/name = \"$name\"/" -e "s/^memory = .*/memory = 256/" -e "s|^ramdisk = .*|ramdisk = \"$rd\"|" \
       -e "s/^extra = \"\(.*\)\"/extra = \"\1 $extra\"/" "$LABDIR/run/pv1.cfg" >"$cfg"
   cat >>"$cfg" <<EOF
 vsnd = [ [ 'CARD, short-name=Gears, sample-rates=8000;11025;16000;22050;44100;48000, buffer-size=65536', 'PCM, name=main', 'STREAM, unique-id=$uid, type=p' ] ]
