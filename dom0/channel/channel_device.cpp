@@ -1,4 +1,5 @@
 #include "dom0/channel/channel_device.hpp"
+#include "dom0/common/watch_pump.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -171,19 +172,8 @@ void ChannelDevice::disconnect() {
 }
 
 void ChannelDevice::on_store() {
-  for (;;) {
-    auto ev = store_->read_watch();
-    if (!ev) break;
-    if (!driver_) continue;
-    if (auto s = driver_->on_watch(*ev); !s) {
-      spdlog::warn("dom={} dev={}: xenbus: {} (state {})", domid(), name(), s.error().what,
-                   xenbus::state_name(driver_->state()));
-    }
-    if (driver_->removed()) {
-      spdlog::info("dom={} dev={}: frontend or backend directory gone; channel down", domid(), name());
-      break;
-    }
-  }
+  if (!store_) return;
+  (void)backend::pump_watches(*store_, driver_ ? &*driver_ : nullptr, domid(), name(), "channel");
 }
 
 void ChannelDevice::on_event() {

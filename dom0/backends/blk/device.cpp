@@ -1,4 +1,5 @@
 #include "dom0/backends/blk/device.hpp"
+#include "dom0/common/watch_pump.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -326,19 +327,10 @@ void BlkDevice::disconnect() {
 }
 
 void BlkDevice::on_store() {
-  for (;;) {
-    auto ev = store_->read_watch();
-    if (!ev) break;
-    if (!driver_) continue;
-    if (auto s = driver_->on_watch(*ev); !s)
-      spdlog::warn("dom={} dev={}: xenbus: {} (state {})", domid(), name(), s.error().what,
-                   xenbus::state_name(driver_->state()));
-    if (driver_->removed()) {
-      spdlog::info("dom={} dev={}: frontend or backend directory gone; disk down", domid(), name());
-      disconnect();
-      break;
-    }
-  }
+  if (!store_) return;
+  if (backend::pump_watches(*store_, driver_ ? &*driver_ : nullptr, domid(), name(), "disk") ==
+      backend::WatchPump::removed)
+    disconnect();
 }
 
 void BlkDevice::on_event(std::uint32_t q) {

@@ -1,4 +1,5 @@
 #include "dom0/backends/media/device.hpp"
+#include "dom0/common/watch_pump.hpp"
 
 #include <sndfile.h>
 #include <spdlog/spdlog.h>
@@ -269,20 +270,10 @@ void VsndDevice::disconnect() {
 }
 
 void VsndDevice::on_store() {
-  for (;;) {
-    auto ev = store_->read_watch();
-    if (!ev) break;
-    if (!driver_) continue;
-    if (auto s = driver_->on_watch(*ev); !s) {
-      spdlog::warn("dom={} dev={}: xenbus: {} (state {})", domid(), name(), s.error().what,
-                   xenbus::state_name(driver_->state()));
-    }
-    if (driver_->removed()) {
-      spdlog::info("dom={} dev={}: frontend or backend directory gone; vsnd down", domid(), name());
-      disconnect();
-      break;
-    }
-  }
+  if (!store_) return;
+  if (backend::pump_watches(*store_, driver_ ? &*driver_ : nullptr, domid(), name(), "vsnd") ==
+      backend::WatchPump::removed)
+    disconnect();
 }
 
 void VsndDevice::on_request(Stream& st) {
