@@ -22,6 +22,7 @@
 #include "dom0/gearsd/reactor.hpp"
 #include "domU-frontends/gears-blkfront/blkfront.hpp"
 #include "tests/fake/fake.hpp"
+#include "tests/fake/loop_host.hpp"
 
 namespace gears {
 namespace {
@@ -53,54 +54,15 @@ struct TempDisk {
   }
 };
 
-class Dom0 {
+class Dom0 : public fake::LoopHost<> {
  public:
-  Dom0() : thread_([this] { loop_.run(); }) {}
-  ~Dom0() { shutdown(); }
-  Dom0(const Dom0&) = delete;
-  Dom0& operator=(const Dom0&) = delete;
-
-  template <class F>
-  auto on_loop(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    loop_.post([&task] { task(); });
-    return fut.get();
-  }
   void add(unsigned dom, unsigned devid, json params) {
     daemon::DeviceSpec spec;
     spec.key = {"vbd", dom, devid};
     spec.params = std::move(params);
-    auto d = blk::make_blk_device(spec);  // the factory runs on gearsd's main thread
-    const Status st = on_loop([&] { return d->start(loop_); });
+    const Status st = start(dom, blk::make_blk_device(spec));  // the factory runs on gearsd's main thread
     ASSERT_TRUE(st.ok()) << st.error().what;
-    devices_[dom] = std::move(d);
   }
-  json stats(unsigned dom) {
-    return on_loop([this, dom] { return devices_.at(dom)->stats(); });
-  }
-  void remove(unsigned dom) {
-    on_loop([this, dom] {
-      devices_.at(dom)->stop();
-      devices_.erase(dom);
-      return 0;
-    });
-  }
-  void shutdown() {
-    if (!thread_.joinable()) return;
-    on_loop([this] {
-      for (auto& [dom, d] : devices_) d->stop();
-      devices_.clear();
-      return 0;
-    });
-    loop_.stop();
-    thread_.join();
-  }
-
- private:
-  daemon::Reactor loop_;
-  std::map<unsigned, std::unique_ptr<daemon::Device>> devices_;
-  std::thread thread_;
 };
 
 class BlkE2E : public ::testing::Test {

@@ -26,6 +26,7 @@
 #include "domU-frontends/gears-front/front.hpp"
 #include "domU-frontends/gears-front/hint_encode.hpp"
 #include "tests/fake/fake.hpp"
+#include "tests/fake/loop_host.hpp"
 
 namespace gears {
 namespace {
@@ -37,14 +38,7 @@ std::string fe_dir(unsigned dom) { return "/local/domain/" + std::to_string(dom)
 std::string state_str(XenbusState s) { return std::to_string(static_cast<int>(s)); }
 
 // Polls `pred` until it holds or `ms` pass.
-bool eventually(const std::function<bool()>& pred, int ms = 10000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+using fake::eventually;
 
 bool store_is(const std::string& path, const std::string& value) {
   const auto v = fake::store_read(path);
@@ -58,71 +52,29 @@ std::vector<std::byte> tlv(std::string_view text) {
 }
 
 // dom0: one Reactor on its own thread (a gearsd worker) hosting channel devices.
-class Dom0 {
+class Dom0 : public fake::LoopHost<> {
  public:
-  Dom0() : thread_([this] { loop_.run(); }) {}
-  ~Dom0() { shutdown(); }
+  ~Dom0() { shutdown(); }  // the devices go before `registry`
+  Dom0() = default;
   Dom0(const Dom0&) = delete;
   Dom0& operator=(const Dom0&) = delete;
 
-  // Runs `f` on the loop thread and returns its result.
-  template <class F>
-  auto on_loop(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    loop_.post([&task] { task(); });
-    return fut.get();
-  }
-
-  // Creates and starts the channel device of `dom` (device contract: start() on the owning thread).
+  // Creates and starts the channel device of `dom`.
   void add(unsigned dom) {
-    const Status st = on_loop([this, dom] {
-      daemon::DeviceSpec spec;
-      spec.key = {"channel", dom, 0};
-      spec.backend_path = be_dir(dom);
-      auto d = chan::make_channel_device(spec, &registry);
-      Status s = d->start(loop_);
-      if (s) devices_[dom] = std::move(d);
-      return s;
-    });
+    daemon::DeviceSpec spec;
+    spec.key = {"channel", dom, 0};
+    spec.backend_path = be_dir(dom);
+    const Status st = start(dom, chan::make_channel_device(spec, &registry));
     ASSERT_TRUE(st.ok()) << st.error().what;
   }
-  json stats(unsigned dom) {
-    return on_loop([this, dom] { return devices_.at(dom)->stats(); });
-  }
-  // Device::control on the loop; waits for the (possibly later) reply.
-  json control(unsigned dom, json req) {
-    std::promise<json> p;
-    auto fut = p.get_future();
-    loop_.post([&] { devices_.at(dom)->control(req, [&p](json r) { p.set_value(std::move(r)); }); });
-    return fut.get();
-  }
   json hints(unsigned dom) {
-    return on_loop([this, dom] { return devices_.at(dom)->hints(); });
+    return on_loop([this, dom] { return device(dom).hints(); });
   }
   std::size_t watches() {
-    return on_loop([this] { return loop_.watch_count(); });
+    return on_loop([this] { return loop().watch_count(); });
   }
 
-  // stop() and destruction on the loop thread, then the loop ends.
-  void shutdown() {
-    if (!thread_.joinable()) return;
-    on_loop([this] {
-      for (auto& [dom, d] : devices_) d->stop();
-      devices_.clear();
-      return 0;
-    });
-    loop_.stop();
-    thread_.join();
-  }
-
- public:
   daemon::HintRegistry registry;  // what gearsd's backends read; outlives the devices
-
- private:
-  daemon::Reactor loop_;
-  std::map<unsigned, std::unique_ptr<daemon::Device>> devices_;
-  std::thread thread_;
 };
 
 // A guest's channel, opened and used as domain `dom` (handles belong to the domain current when opened, and the

@@ -16,81 +16,45 @@
 #include "domU-frontends/netfront-test/hostile_cases.hpp"
 #include "domU-frontends/netfront-test/netfront.hpp"
 #include "tests/fake/fake.hpp"
+#include "tests/fake/loop_host.hpp"
 
 namespace gears::net {
 namespace {
 
 using nlohmann::json;
 
-bool eventually(const std::function<bool()>& pred, int ms = 10000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+using fake::eventually;
 
 std::string be_state(unsigned dom) {
   return fake::store_read("/local/domain/0/backend/gears-vif/" + std::to_string(dom) + "/1/state").value_or("?");
 }
 
 // dom0: one Reactor thread hosting vifs whose host side is a socketpair; the test keeps the other end.
-class Dom0 {
+class Dom0 : public fake::LoopHost<NetDevice> {
  public:
-  Dom0() : thread_([this] { loop_.run(); }) {}
-  ~Dom0() { shutdown(); }
+  ~Dom0() { shutdown(); }  // the devices go before their host ports' peers
+  Dom0() = default;
   Dom0(const Dom0&) = delete;
   Dom0& operator=(const Dom0&) = delete;
-
-  template <class F>
-  auto on_loop(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    loop_.post([&task] { task(); });
-    return fut.get();
-  }
 
   void add(unsigned dom, json params = json::object()) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     host_[dom] = std::make_unique<SeqpacketPort>(sv[1], "test-peer");
     const int fd = sv[0];
-    const Status st = on_loop([this, dom, fd, params] {
-      daemon::DeviceSpec spec;
-      spec.key = {"vif", dom, 1};
-      spec.params = params;
-      auto d = std::make_unique<NetDevice>(
-          spec, [fd](const VifConfig&) -> std::unique_ptr<HostPort> { return std::make_unique<SeqpacketPort>(fd, "sock"); });
-      Status s = d->start(loop_);
-      if (s) devices_[dom] = std::move(d);
-      return s;
-    });
+    daemon::DeviceSpec spec;
+    spec.key = {"vif", dom, 1};
+    spec.params = std::move(params);
+    const Status st = start(dom, std::make_unique<NetDevice>(spec, [fd](const VifConfig&) -> std::unique_ptr<HostPort> {
+                                   return std::make_unique<SeqpacketPort>(fd, "sock");
+                                 }));
     ASSERT_TRUE(st.ok()) << st.error().what;
-  }
-  json stats(unsigned dom) {
-    return on_loop([this, dom] { return devices_.at(dom)->stats(); });
   }
   // The host side's end for `dom`: what the device writes there is what the domU sent.
   HostPort& host(unsigned dom) { return *host_.at(dom); }
 
-  void shutdown() {
-    if (!thread_.joinable()) return;
-    on_loop([this] {
-      for (auto& [dom, d] : devices_) d->stop();
-      devices_.clear();
-      return 0;
-    });
-    loop_.stop();
-    thread_.join();
-    host_.clear();
-  }
-
  private:
-  daemon::Reactor loop_;
-  std::map<unsigned, std::unique_ptr<NetDevice>> devices_;
   std::map<unsigned, std::unique_ptr<HostPort>> host_;
-  std::thread thread_;
 };
 
 // A guest: its own store connection and frontend, opened as domain `dom`.
