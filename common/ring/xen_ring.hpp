@@ -129,6 +129,43 @@ inline constexpr Error kRspProdOverflow{EPROTO, "xen ring: backend response prod
   return since_event < pushed;
 }
 
+// Publishes the private producer index `pvt` into `shared_prod` (release), then a full fence before reading the
+// peer's event index: the RING_PUSH_*_AND_CHECK_NOTIFY order. true = the peer asked to be notified.
+[[nodiscard]] inline bool publish(RING_IDX& shared_prod, RING_IDX& shared_event, RING_IDX& published,
+                                  RING_IDX pvt) {
+  const RING_IDX old_prod = published;
+  if (old_prod == pvt) return false;
+  shm::store_release(shared_prod, pvt);
+  published = pvt;
+  shm::full_fence();
+  return need_notify(old_prod, pvt, shm::load_relaxed(shared_event));
+}
+
+// Copies `n` entries of type T out of the ring from `cons` on (advancing it); fn sees each private copy only.
+template <class T, class Mem, class F>
+void copy_out_n(const Mem& m, RING_IDX& cons, std::size_t n, F& fn) {
+  for (std::size_t i = 0; i < n; ++i) {
+    T entry;
+    shm::copy_out(&entry, m.slot(cons), sizeof entry);
+    ++cons;
+    fn(static_cast<const T&>(entry));
+  }
+}
+
+// RING_FINAL_CHECK_FOR_*: work is pending, or the event index is armed at cons + 1 and pending is re-read after
+// a full fence (so an entry published meanwhile is either seen here or notified).
+template <class Pending>
+[[nodiscard]] Result<bool> final_check(Pending&& pending, RING_IDX& shared_event, RING_IDX cons) {
+  auto p = pending();
+  if (!p) return p.error();
+  if (*p > 0) return true;
+  shm::store_relaxed(shared_event, cons + 1);
+  shm::full_fence();
+  p = pending();
+  if (!p) return p.error();
+  return *p > 0;
+}
+
 }  // namespace detail
 
 // The backend half: consumes requests, produces responses. Owned by one thread.
@@ -164,12 +201,7 @@ class BackRing : NonCopyable {
     auto p = pending();
     if (!p) return p.error();
     const std::size_t n = std::min<std::size_t>(max, *p);
-    for (std::size_t i = 0; i < n; ++i) {
-      Request req;
-      shm::copy_out(&req, m_.slot(req_cons_), sizeof req);
-      ++req_cons_;
-      fn(static_cast<const Request&>(req));
-    }
+    detail::copy_out_n<Request>(m_, req_cons_, n, fn);
     return n;
   }
   [[nodiscard]] Result<std::size_t> consume(std::span<Request> out) {
@@ -189,13 +221,7 @@ class BackRing : NonCopyable {
   // Publish queued responses; true = the front asked to be notified (RING_PUSH_RESPONSES_AND_
   // CHECK_NOTIFY).
   [[nodiscard]] bool push_responses() {
-    const RING_IDX old_prod = rsp_published_;
-    const RING_IDX new_prod = rsp_prod_pvt_;
-    if (old_prod == new_prod) return false;
-    shm::store_release(m_.s->rsp_prod, new_prod);
-    rsp_published_ = new_prod;
-    shm::full_fence();
-    return detail::need_notify(old_prod, new_prod, shm::load_relaxed(m_.s->rsp_event));
+    return detail::publish(m_.s->rsp_prod, m_.s->rsp_event, rsp_published_, rsp_prod_pvt_);
   }
   template <class N>
     requires Notifier<N>
@@ -206,14 +232,7 @@ class BackRing : NonCopyable {
   // Before sleeping: true = requests are pending (do not sleep). Otherwise req_event is set to
   // req_cons + 1 and re-checked after a full fence (RING_FINAL_CHECK_FOR_REQUESTS).
   [[nodiscard]] Result<bool> final_check_for_requests() {
-    auto p = pending();
-    if (!p) return p.error();
-    if (*p > 0) return true;
-    shm::store_relaxed(m_.s->req_event, req_cons_ + 1);
-    shm::full_fence();
-    p = pending();
-    if (!p) return p.error();
-    return *p > 0;
+    return detail::final_check([this] { return pending(); }, m_.s->req_event, req_cons_);
   }
 
  private:
@@ -255,13 +274,7 @@ class FrontRing : NonCopyable {
 
   // RING_PUSH_REQUESTS_AND_CHECK_NOTIFY.
   [[nodiscard]] bool push_requests() {
-    const RING_IDX old_prod = req_published_;
-    const RING_IDX new_prod = req_prod_pvt_;
-    if (old_prod == new_prod) return false;
-    shm::store_release(m_.s->req_prod, new_prod);
-    req_published_ = new_prod;
-    shm::full_fence();
-    return detail::need_notify(old_prod, new_prod, shm::load_relaxed(m_.s->req_event));
+    return detail::publish(m_.s->req_prod, m_.s->req_event, req_published_, req_prod_pvt_);
   }
   template <class N>
     requires Notifier<N>
@@ -282,12 +295,7 @@ class FrontRing : NonCopyable {
     auto p = pending();
     if (!p) return p.error();
     const std::size_t n = std::min<std::size_t>(max, *p);
-    for (std::size_t i = 0; i < n; ++i) {
-      Response rsp;
-      shm::copy_out(&rsp, m_.slot(rsp_cons_), sizeof rsp);
-      ++rsp_cons_;
-      fn(static_cast<const Response&>(rsp));
-    }
+    detail::copy_out_n<Response>(m_, rsp_cons_, n, fn);
     return n;
   }
   [[nodiscard]] Result<std::size_t> consume(std::span<Response> out) {
@@ -297,14 +305,7 @@ class FrontRing : NonCopyable {
 
   // RING_FINAL_CHECK_FOR_RESPONSES.
   [[nodiscard]] Result<bool> final_check_for_responses() {
-    auto p = pending();
-    if (!p) return p.error();
-    if (*p > 0) return true;
-    shm::store_relaxed(m_.s->rsp_event, rsp_cons_ + 1);
-    shm::full_fence();
-    p = pending();
-    if (!p) return p.error();
-    return *p > 0;
+    return detail::final_check([this] { return pending(); }, m_.s->rsp_event, rsp_cons_);
   }
 
  private:
