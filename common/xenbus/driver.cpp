@@ -1,6 +1,10 @@
 #include "common/xenbus/driver.hpp"
 
+#include <poll.h>
+
 #include <spdlog/spdlog.h>
+
+#include <chrono>
 
 #include <optional>
 
@@ -174,6 +178,27 @@ Status FrontendDriver::step(FrontendStep st) {
       hooks_.disconnect();
       fsm_.disconnected();
       return publish(fsm_.state());
+  }
+  return {};
+}
+
+Status FrontendDriver::pump(int timeout_ms) {
+  pollfd p{store_.fd(), POLLIN, 0};
+  (void)::poll(&p, 1, timeout_ms);
+  for (;;) {
+    auto ev = store_.read_watch();
+    if (!ev) return {};
+    if (auto s = on_watch(*ev); !s) return s;
+  }
+}
+
+Status FrontendDriver::connect(int timeout_ms) {
+  if (auto s = start(); !s) return s;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!connected()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return Error{ETIMEDOUT, "backend did not connect in time"};
+    if (auto s = pump(200); !s) return s;
   }
   return {};
 }

@@ -83,6 +83,11 @@ class FrontendDriver {
 
   [[nodiscard]] Status start();
   [[nodiscard]] Status on_watch(const xen::WatchEvent& ev);
+  // Waits up to timeout_ms for the store to become readable, then feeds it every pending watch event; the
+  // first failing hook ends the pump with its error.
+  [[nodiscard]] Status pump(int timeout_ms);
+  // start(), then pump until Connected; ETIMEDOUT after timeout_ms (state() tells how far it got).
+  [[nodiscard]] Status connect(int timeout_ms);
   // Orderly close from our side: disconnect and publish Closed.
   void close();
 

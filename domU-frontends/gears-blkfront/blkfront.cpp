@@ -13,14 +13,10 @@ Frontend::Frontend(Options opts) : opts_(opts) {
     throw XenError("no vbd at " + fe + " (attach one from dom0: gearsctl attach <dom> vbd <devid> --param target=...)",
                    ENODEV);
   driver_.emplace(store_, fe, static_cast<xenbus::FrontendHooks&>(*this));
-  if (auto s = driver_->start(); !s) throw XenError(std::string("xenbus start: ") + std::string(s.error().what), s.error().code);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.timeout_ms);
-  while (!driver_->connected()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      throw XenError("backend did not connect (state " + std::string(xenbus::state_name(driver_->state())) + ")",
-                     ETIMEDOUT);
-    pump_store(200);
-  }
+  if (auto s = driver_->connect(opts_.timeout_ms); !s)
+    throw XenError(std::string("xenbus: ") + std::string(s.error().what) + " (state " +
+                       std::string(xenbus::state_name(driver_->state())) + ")",
+                   s.error().code);
 }
 
 Frontend::~Frontend() {
@@ -28,14 +24,8 @@ Frontend::~Frontend() {
 }
 
 void Frontend::pump_store(int timeout_ms) {
-  pollfd p{store_.fd(), POLLIN, 0};
-  (void)::poll(&p, 1, timeout_ms);
-  for (;;) {
-    auto ev = store_.read_watch();
-    if (!ev) break;
-    if (auto s = driver_->on_watch(*ev); !s)
-      throw XenError(std::string("xenbus: ") + std::string(s.error().what), s.error().code);
-  }
+  if (auto s = driver_->pump(timeout_ms); !s)
+    throw XenError(std::string("xenbus: ") + std::string(s.error().what), s.error().code);
 }
 
 Status Frontend::setup(xen::Store& s, xen::StoreOps& t, const std::string& fe, const std::string& be, domid_t be_dom) {

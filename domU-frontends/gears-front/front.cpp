@@ -32,14 +32,10 @@ Channel::Channel(Options opts) : opts_(opts) {
     throw XenError("no Gears channel device at " + fe + " (is gearsd running in dom0, and was the "
                    "domain created with gears_channel = 1 or attached with `gearsctl attach`?)", ENODEV);
   driver_.emplace(store_, fe, static_cast<xenbus::FrontendHooks&>(*this));
-  if (auto s = driver_->start(); !s) throw XenError(std::string("xenbus start: ") + std::string(s.error().what), s.error().code);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.timeout_ms);
-  while (!driver_->connected()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      throw XenError("backend did not connect (state " +
-                     std::string(xenbus::state_name(driver_->state())) + ")", ETIMEDOUT);
-    pump_store(200);
-  }
+  if (auto s = driver_->connect(opts_.timeout_ms); !s)
+    throw XenError(std::string("xenbus: ") + std::string(s.error().what) + " (state " +
+                       std::string(xenbus::state_name(driver_->state())) + ")",
+                   s.error().code);
 }
 
 Channel::~Channel() {
@@ -47,14 +43,8 @@ Channel::~Channel() {
 }
 
 void Channel::pump_store(int timeout_ms) {
-  pollfd p{store_.fd(), POLLIN, 0};
-  (void)::poll(&p, 1, timeout_ms);
-  for (;;) {
-    auto ev = store_.read_watch();
-    if (!ev) break;
-    if (auto s = driver_->on_watch(*ev); !s)
-      throw XenError(std::string("xenbus: ") + std::string(s.error().what), s.error().code);
-  }
+  if (auto s = driver_->pump(timeout_ms); !s)
+    throw XenError(std::string("xenbus: ") + std::string(s.error().what), s.error().code);
 }
 
 Status Channel::setup(xen::Store& s, xen::StoreOps& t, const std::string& fe_path, const std::string& be_path,
