@@ -38,25 +38,8 @@ Result<ForeignMapping> ForeignMemory::map(domid_t dom, std::span<const xen_pfn_t
   return m;
 }
 
-void ForeignMapping::reset() {
-  if (addr_ != nullptr) (void)xenforeignmemory_unmap(h_, addr_, pages_);
-  addr_ = nullptr;
-  pages_ = 0;
-}
-
-ForeignMapping::~ForeignMapping() { reset(); }
-
-ForeignMapping::ForeignMapping(ForeignMapping&& o) noexcept
-    : NonCopyable(std::move(o)), h_(o.h_), addr_(std::exchange(o.addr_, nullptr)), pages_(std::exchange(o.pages_, 0)) {}
-
-ForeignMapping& ForeignMapping::operator=(ForeignMapping&& o) noexcept {
-  if (this != &o) {
-    reset();
-    h_ = o.h_;
-    addr_ = std::exchange(o.addr_, nullptr);
-    pages_ = std::exchange(o.pages_, 0);
-  }
-  return *this;
+void unmap_foreign_pages(xenforeignmemory_handle* h, void* addr, std::size_t pages) {
+  (void)xenforeignmemory_unmap(h, addr, pages);
 }
 
 }  // namespace gears::xen

@@ -6,13 +6,16 @@
 #include "common/util/noncopyable.hpp"
 #include "common/util/result.hpp"
 #include "common/xen/libxen.hpp"
+#include "common/xen/mapping.hpp"
 
 #include <cstddef>
 #include <span>
 
 namespace gears::xen {
 
-class ForeignMapping;
+class ForeignMemory;
+void unmap_foreign_pages(xenforeignmemory_handle* h, void* addr, std::size_t pages);
+using ForeignMapping = PageMapping<xenforeignmemory_handle, &unmap_foreign_pages, ForeignMemory>;
 
 class ForeignMemory : NonCopyable {
  public:
@@ -30,26 +33,5 @@ class ForeignMemory : NonCopyable {
   xenforeignmemory_handle* h_;
 };
 
-class ForeignMapping : NonCopyable {
- public:
-  ForeignMapping() = default;
-  ~ForeignMapping();
-  ForeignMapping(ForeignMapping&& o) noexcept;
-  ForeignMapping& operator=(ForeignMapping&& o) noexcept;
-
-  [[nodiscard]] std::span<std::byte> bytes() const { return {addr_, pages_ * 4096}; }
-  [[nodiscard]] std::byte* data() const { return addr_; }
-  [[nodiscard]] std::size_t pages() const { return pages_; }
-  [[nodiscard]] bool valid() const { return addr_ != nullptr; }
-  void reset();
-
- private:
-  friend class ForeignMemory;
-  ForeignMapping(xenforeignmemory_handle* h, void* addr, std::size_t pages)
-      : h_(h), addr_(static_cast<std::byte*>(addr)), pages_(pages) {}
-  xenforeignmemory_handle* h_ = nullptr;
-  std::byte* addr_ = nullptr;
-  std::size_t pages_ = 0;
-};
 
 }  // namespace gears::xen

@@ -45,25 +45,8 @@ Result<GrantMapping> GrantTable::map(domid_t dom, std::span<const grant_ref_t> r
 
 // ---- GrantMapping ----
 
-void GrantMapping::reset() {
-  if (addr_ != nullptr) (void)xengnttab_unmap(h_, addr_, static_cast<std::uint32_t>(pages_));
-  addr_ = nullptr;
-  pages_ = 0;
-}
-
-GrantMapping::~GrantMapping() { reset(); }
-
-GrantMapping::GrantMapping(GrantMapping&& o) noexcept
-    : NonCopyable(std::move(o)), h_(o.h_), addr_(std::exchange(o.addr_, nullptr)), pages_(std::exchange(o.pages_, 0)) {}
-
-GrantMapping& GrantMapping::operator=(GrantMapping&& o) noexcept {
-  if (this != &o) {
-    reset();
-    h_ = o.h_;
-    addr_ = std::exchange(o.addr_, nullptr);
-    pages_ = std::exchange(o.pages_, 0);
-  }
-  return *this;
+void unmap_grant_pages(xengnttab_handle* h, void* addr, std::size_t pages) {
+  (void)xengnttab_unmap(h, addr, static_cast<std::uint32_t>(pages));
 }
 
 // ---- PersistentGrantCache ----

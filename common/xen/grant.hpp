@@ -12,6 +12,7 @@
 #include "common/util/noncopyable.hpp"
 #include "common/util/result.hpp"
 #include "common/xen/libxen.hpp"
+#include "common/xen/mapping.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -23,7 +24,10 @@ namespace gears::xen {
 
 inline constexpr std::size_t kPageSize = 4096;
 
-class GrantMapping;
+class GrantTable;
+void unmap_grant_pages(xengnttab_handle* h, void* addr, std::size_t pages);
+// Grant pages mapped into our address space; unmapped in the destructor.
+using GrantMapping = PageMapping<xengnttab_handle, &unmap_grant_pages, GrantTable>;
 
 // A gntdev handle: maps other domains' grants into this process.
 class GrantTable : NonCopyable {
@@ -45,28 +49,6 @@ class GrantTable : NonCopyable {
   xengnttab_handle* h_;
 };
 
-// Grant pages mapped into our address space; unmapped in the destructor.
-class GrantMapping : NonCopyable {
- public:
-  GrantMapping() = default;
-  ~GrantMapping();
-  GrantMapping(GrantMapping&& o) noexcept;
-  GrantMapping& operator=(GrantMapping&& o) noexcept;
-
-  [[nodiscard]] std::span<std::byte> bytes() const { return {addr_, pages_ * kPageSize}; }
-  [[nodiscard]] std::byte* data() const { return addr_; }
-  [[nodiscard]] std::size_t pages() const { return pages_; }
-  [[nodiscard]] bool valid() const { return addr_ != nullptr; }
-  void reset();
-
- private:
-  friend class GrantTable;
-  GrantMapping(xengnttab_handle* h, void* addr, std::size_t pages)
-      : h_(h), addr_(static_cast<std::byte*>(addr)), pages_(pages) {}
-  xengnttab_handle* h_ = nullptr;
-  std::byte* addr_ = nullptr;
-  std::size_t pages_ = 0;
-};
 
 // Persistent grants (blkif feature-persistent): a (domid, ref) -> mapped page cache, bounded.
 // Entries stay mapped until erased/cleared or the cache dies. Mapping mode (writable) is per cache.
