@@ -43,11 +43,12 @@ json top_snapshot(const json& prev, const json& cur, double dt_s) {
     json row = {{"dom", dom}, {"dev", dev}, {"kind", d.value("kind", "")}, {"worker", d.value("worker", 0)},
                 {"state", d.value("state", "")}, {"ops", ops}, {"bytes", bytes}, {"errors", errors},
                 {"ops_per_s", ops_rate}, {"bytes_per_s", bytes_rate}};
-    // Devices that schedule by class/process (e.g. vbd) report {"classes"|"processes": {name: {reqs, bytes}}}:
+    // Devices that schedule by class/process (e.g. vbd) report {"classes"|"processes"|"guest_processes":
+    // {name: {reqs, bytes}}} (processes: hint labels; guest_processes: attributed by proctrack):
     // shown as sub-rows with their own rates.
     json groups = json::array();
     const auto prev_it = before.find({dom, dev});
-    for (const char* g : {"classes", "processes"}) {
+    for (const char* g : {"classes", "processes", "guest_processes"}) {
       auto gi = stats.find(g);
       if (gi == stats.end() || !gi->is_object()) continue;
       for (const auto& [gname, gv] : gi->items()) {
@@ -59,7 +60,8 @@ json top_snapshot(const json& prev, const json& cur, double dt_s) {
           r_ops = (g_ops >= p_ops ? g_ops - p_ops : g_ops) / dt_s;
           r_bytes = (g_bytes >= p_bytes ? g_bytes - p_bytes : g_bytes) / dt_s;
         }
-        groups.push_back({{"group", std::string(g) == "classes" ? "class" : "process"}, {"name", gname},
+        const std::string gs(g);
+        groups.push_back({{"group", gs == "classes" ? "class" : gs == "processes" ? "process" : "pid"}, {"name", gname},
                           {"ops_per_s", r_ops}, {"bytes_per_s", r_bytes}, {"bytes", g_bytes}});
       }
     }

@@ -173,4 +173,14 @@ void HintRegistry::notify(std::uint32_t domid) {
   for (auto& [id, fn] : listeners_) fn(domid);
 }
 
+void HintRegistry::set_process_oracle(std::shared_ptr<const ProcessOracle> o) {
+  std::lock_guard lk(mu_);
+  oracle_ = std::move(o);
+}
+
+std::shared_ptr<const ProcessOracle> HintRegistry::process_oracle() const {
+  std::lock_guard lk(mu_);
+  return oracle_;
+}
+
 }  // namespace gears::daemon

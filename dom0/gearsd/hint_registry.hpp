@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +42,24 @@ struct HintRecord {
 // The subject of a set (what it applies to), as a stable string, e.g. "domain", "device:vbd/51712",
 // "process:pid=42", "flow:1,2", "stream:7".
 [[nodiscard]] std::string hint_subject(const hints::HintSet& h);
+
+// A guest process as a guest-context service (proctrack) knows it: pid -1 when only the address space is known.
+struct GuestProcess {
+  std::int32_t pid = -1;
+  std::string comm;
+  std::uint64_t as = 0;  // address-space key
+};
+
+// Who runs in a guest, for attributing I/O without the guest's cooperation. Published into the registry by
+// proctrack (docs/PROCTRACK.md); backends query it once per batch of requests. Thread-safe.
+class ProcessOracle {
+ public:
+  virtual ~ProcessOracle() = default;
+  // The process that most likely published what a backend found on `vcpu`'s ring between from_ns (its
+  // previous look) and to_ns (now), CLOCK_MONOTONIC; nullopt when the domain is not monitored then.
+  [[nodiscard]] virtual std::optional<GuestProcess> submitter(std::uint32_t dom, std::uint32_t vcpu,
+                                                              std::int64_t from_ns, std::int64_t to_ns) const = 0;
+};
 
 class HintRegistry {
  public:
@@ -68,6 +88,11 @@ class HintRegistry {
   // JSON for `gearsctl hints`: {"records":[{source, origin, subject, seq, updated_ns, text, hints}...]}.
   [[nodiscard]] nlohmann::json to_json(std::uint32_t domid) const;
 
+  // Process identity source (one per gearsd; nullptr = none). Backends hold the returned pointer only for
+  // the batch at hand.
+  void set_process_oracle(std::shared_ptr<const ProcessOracle> o);
+  [[nodiscard]] std::shared_ptr<const ProcessOracle> process_oracle() const;
+
   using Listener = std::function<void(std::uint32_t domid)>;
   [[nodiscard]] std::uint64_t subscribe(Listener fn);
   // After it returns, the listener is not running and will not be called again.
@@ -84,6 +109,8 @@ class HintRegistry {
   std::map<std::uint32_t, Domain> doms_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t next_version_ = 1;  // versions are registry-wide unique, so a forgotten domain never repeats one
+
+  std::shared_ptr<const ProcessOracle> oracle_;  // under mu_
 
   std::mutex listeners_mu_;  // held while listeners run
   std::map<std::uint64_t, Listener> listeners_;

@@ -94,7 +94,9 @@ int main(int argc, char** argv) {
     gears::proctrack::register_service(d);
     if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
     // Block (blkif for xen-blkfront): attached by gearsctl create/attach or found under backend/gears-vbd.
-    d.registry().register_factory("vbd", gears::blk::make_blk_device);
+    d.registry().register_factory("vbd", [&hint_registry](const DeviceSpec& spec) {
+      return gears::blk::make_blk_device(spec, &hint_registry);
+    });
     if (!no_discovery) d.add_discovery(gears::blk::make_blk_discovery());
     // Media (vsnd): libxl writes backend/vsnd/<dom>/<devid> from `vsnd=`; one shared mixer thread.
     media.mixer = mixer.get();

@@ -33,8 +33,22 @@ std::optional<std::uint64_t> arg(const json& req, const char* name, bool require
 
 }  // namespace
 
+namespace {
+// Directory::global() as the registry's process identity source.
+class DirectoryOracle final : public daemon::ProcessOracle {
+ public:
+  std::optional<daemon::GuestProcess> submitter(std::uint32_t dom, std::uint32_t vcpu, std::int64_t from_ns,
+                                                std::int64_t to_ns) const override {
+    auto who = Directory::global().submitter(dom, vcpu, from_ns, to_ns);
+    if (!who) return std::nullopt;
+    return daemon::GuestProcess{who->pid, who->comm, who->as};
+  }
+};
+}  // namespace
+
 void register_service(daemon::Daemon& d) {
   d.registry().register_factory("proctrack", make_proctrack_device);
+  d.registry().hints().set_process_oracle(std::make_shared<DirectoryOracle>());
   d.add_verb("ps", [](const json& req, daemon::ControlServer::Reply reply) {
     std::string err;
     const auto dom = arg(req, "dom", true, 0, 1, 32751, err);

@@ -95,7 +95,8 @@ xenbus::DeviceNodes blk_nodes(domid_t domu, unsigned devid) {
   return n;
 }
 
-BlkDevice::BlkDevice(daemon::DeviceSpec spec) : daemon::Device(std::move(spec)) {
+BlkDevice::BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints)
+    : daemon::Device(std::move(spec)), attr_(hints) {
   // On the main thread (the factory): bad parameters and unreachable targets are reported to whoever
   // asked for the disk, with the reason.
   params_ = this->spec().params;
@@ -353,10 +354,11 @@ void BlkDevice::pump_all() {
 
 void BlkDevice::pump(std::uint32_t q) {
   const std::uint64_t gen = gen_;
+  const std::int32_t proc = attr_.look(domid(), q, static_cast<std::int64_t>(now_ns()));
   while (q < queues_.size() && gen == gen_) {
     Ring& ring = *queues_[q].ring;
     if (free_slots_.empty()) return;  // resumed from complete()
-    auto n = ring.consume(free_slots_.size(), [&](const blkif_request& r) { intake(q, r); });
+    auto n = ring.consume(free_slots_.size(), [&](const blkif_request& r) { intake(q, r, proc); });
     if (!n) {
       close("ring producer index out of range", "req_prod beyond the ring");
       return;
@@ -380,7 +382,7 @@ void BlkDevice::note_reject(const Reject& r) {
   if (fresh) spdlog::warn("dom={} dev={}: request rejected: {} (id {}, further ones counted)", domid(), name(), r.why, r.id);
 }
 
-void BlkDevice::intake(std::uint32_t q, const blkif_request& raw) {
+void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc) {
   Parsed p = parse_request(raw, geo_);
   if (!p.ok()) {
     note_reject(p.reject());
@@ -398,6 +400,7 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw) {
   s.cls = {};
   s.t_enq = now_ns();
   s.t_disp = 0;
+  s.proc = proc;
   if (s.req.indirect) {
     // Copy the indirect pages out of the guest (grant copy: private, fetched once), then parse them.
     xen::GrantCopyBatch b(*gnt_, s.req.nr_indirect_pages);
@@ -608,6 +611,7 @@ void BlkDevice::finish(std::uint32_t si, std::int16_t status) {
     };
     add(class_stats_[s.cls.cls]);
     if (s.cls.label >= 0) add(label_stats_[static_cast<std::size_t>(s.cls.label)]);
+    if (b > 0) attr_.account(s.proc, s.req.op == Op::write, b);
   }
   if (s.gen == gen_) respond(s.queue, s.req.id, s.req.wire_op, status);
   release(si);
@@ -663,8 +667,13 @@ nlohmann::json BlkDevice::stats() const {
           {"grant_copies", copies_},
           {"connects", connects_},
           {"anticipations", sched_ ? sched_->anticipations() : 0},
+          {"anticipation_hits", sched_ ? sched_->anticipation_hits() : 0},
+          {"anticipation_misses", sched_ ? sched_->anticipation_misses() : 0},
           {"classes", classes},
           {"processes", labels},
+          {"guest_processes", attr_.to_json()},
+          {"attributed_requests", attr_.attributed()},
+          {"unattributed_requests", attr_.unattributed()},
           {"last_error", last_error_}};
 }
 
@@ -697,8 +706,8 @@ nlohmann::json BlkDevice::hints() const {
   return nlohmann::json::array({{{"kind", "vbd"}, {"default_class", cfg_.sched.default_class}, {"extents", ex}}});
 }
 
-std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec) {
-  return std::make_unique<BlkDevice>(spec);
+std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec, const daemon::HintRegistry* hints) {
+  return std::make_unique<BlkDevice>(spec, hints);
 }
 
 std::unique_ptr<daemon::DiscoverySource> make_blk_discovery() {

@@ -26,6 +26,7 @@
 #include "common/xen/store.hpp"
 #include "common/xenbus/driver.hpp"
 #include "common/xenbus/nodes.hpp"
+#include "dom0/backends/blk/attribution.hpp"
 #include "dom0/backends/blk/protocol.hpp"
 #include "dom0/backends/blk/sched.hpp"
 #include "dom0/backends/blk/target.hpp"
@@ -56,7 +57,8 @@ struct BlkConfig {
 
 class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:
-  explicit BlkDevice(daemon::DeviceSpec spec);
+  // hints: gearsd's registry, for process identity (attribution); nullptr = none.
+  explicit BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints = nullptr);
   ~BlkDevice() override;
 
   [[nodiscard]] Status start(daemon::Reactor& loop) override;
@@ -85,6 +87,7 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
     std::size_t buf_len = 0;
     Classified cls;
     std::uint64_t t_enq = 0, t_disp = 0;
+    std::int32_t proc = -1;  // Attribution index of the submitting guest process
   };
   struct ClassStats {
     std::uint64_t reqs = 0, bytes = 0, wait_ns = 0, service_ns = 0;
@@ -103,7 +106,7 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   void serve_once();
   void drain();
   // One request copied out of queue q's ring.
-  void intake(std::uint32_t q, const blkif_request& raw);
+  void intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc);
   void respond(std::uint32_t q, std::uint64_t id, std::uint8_t op, std::int16_t status);
   void flush_responses();
   void dispatch();
@@ -144,11 +147,13 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::uint64_t rejected_ = 0, closes_ = 0, connects_ = 0, grant_failures_ = 0, pgrant_hits_ = 0, copies_ = 0;
   std::array<ClassStats, kClasses> class_stats_{};
   std::vector<ClassStats> label_stats_;
+  Attribution attr_;
   std::map<std::string, std::uint64_t, std::less<>> reject_reasons_;
   std::string last_error_;
 };
 
-[[nodiscard]] std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec);
+[[nodiscard]] std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec,
+                                                             const daemon::HintRegistry* hints = nullptr);
 [[nodiscard]] std::unique_ptr<daemon::DiscoverySource> make_blk_discovery();
 [[nodiscard]] xenbus::DeviceNodes blk_nodes(domid_t domu, unsigned devid);
 

@@ -101,9 +101,16 @@ Classified Scheduler::classify(std::uint64_t sector) const {
   return {cfg_.default_class, -1};
 }
 
-void Scheduler::enqueue(std::uint32_t slot, std::uint8_t cls, std::uint64_t bytes, std::uint64_t) {
+void Scheduler::enqueue(std::uint32_t slot, std::uint8_t cls, std::uint64_t bytes, std::uint64_t now) {
   Class& c = cls_.at(cls);
-  if (c.q.empty() && c.inflight == 0) c.vtime = std::max(c.vtime, vnow_);  // back from idle: no hoarded credit
+  if (c.q.empty() && c.inflight == 0) {
+    c.vtime = std::max(c.vtime, vnow_);  // back from idle: no hoarded credit
+    if (c.idle_since_ns != 0 && now >= c.idle_since_ns) {
+      const double sample = static_cast<double>(now - c.idle_since_ns);
+      c.think_ns = c.think_ns < 0 ? sample : 0.75 * c.think_ns + 0.25 * sample;
+    }
+  }
+  c.idle_since_ns = 0;
   c.q.push_back({slot, bytes});
   ++queued_;
 }
@@ -115,6 +122,7 @@ std::optional<std::uint32_t> Scheduler::next(std::uint64_t now, std::uint64_t* w
   if (antic_cls_ >= 0) {
     const auto ac = static_cast<std::size_t>(antic_cls_);
     if (!cls_[ac].q.empty() || now >= antic_until_ns_) {
+      ++(cls_[ac].q.empty() ? antic_misses_ : antic_hits_);
       antic_cls_ = -1;
     } else {
       *wake = antic_until_ns_;
@@ -155,17 +163,19 @@ void Scheduler::complete(std::uint8_t cls, std::uint64_t now) {
   Class& c = cls_.at(cls);
   if (c.inflight > 0) --c.inflight;
   if (dispatched_ > 0) --dispatched_;
-  if (cfg_.anticipate_us > 0 && c.inflight == 0 && c.q.empty() && queued_ > 0) {
-    // Only for a class that would win against what is queued (otherwise waiting helps nobody).
-    bool others_lower = true;
-    for (std::size_t i = 0; i < kClasses; ++i)
-      if (!cls_[i].q.empty() && cfg_.weights[i] >= cfg_.weights[cls]) others_lower = false;
-    if (others_lower) {
-      antic_cls_ = cls;
-      antic_until_ns_ = now + std::uint64_t{cfg_.anticipate_us} * 1000;
-      ++anticipations_;
-    }
-  }
+  if (c.inflight != 0 || !c.q.empty()) return;
+  c.idle_since_ns = std::max<std::uint64_t>(now, 1);
+  if (cfg_.anticipate_us == 0 || queued_ == 0 || antic_cls_ >= 0) return;
+  // Only for a class that would win against what is queued (otherwise waiting helps nobody)...
+  for (std::size_t i = 0; i < kClasses; ++i)
+    if (!cls_[i].q.empty() && cfg_.weights[i] >= cfg_.weights[cls]) return;
+  // ...and that comes back within the window (unknown think time: try once with the whole window).
+  const double cap = static_cast<double>(cfg_.anticipate_us) * 1000.0;
+  if (c.think_ns > cap) return;
+  const double hold = c.think_ns < 0 ? cap : std::min(cap, 2.0 * c.think_ns + 100'000.0);
+  antic_cls_ = cls;
+  antic_until_ns_ = now + static_cast<std::uint64_t>(hold);
+  ++anticipations_;
 }
 
 }  // namespace gears::blk

@@ -12,7 +12,10 @@
 // Capacity model: optional token bucket (`rate=` bytes/s) and a dispatch depth: weights only matter
 // when the disk, not the guest, is the bottleneck (as tapdisk's td-rated makes it).
 // Anticipation (Antfarm's deceptive idleness): with `anticipate=<us>`, when the last request of a class
-// completes and that class has nothing queued, other classes wait up to that long for its next request.
+// completes and that class has nothing queued, lower-weight classes wait for its next request. The wait is
+// adaptive: each class's think time (idle -> next request) is tracked as an EWMA; the hold lasts twice that
+// (at most `anticipate`), and a class whose think time exceeds `anticipate` is not waited for. A synchronous
+// reader on a slow guest (TCG) thinks for tens of ms; a finished one never comes back and stops being waited for.
 // Pure and single-threaded: time is passed in; unit-tested without any I/O.
 #pragma once
 
@@ -72,6 +75,11 @@ class Scheduler {
   [[nodiscard]] std::uint32_t dispatched() const { return dispatched_; }
   [[nodiscard]] const SchedConfig& config() const { return cfg_; }
   [[nodiscard]] std::uint64_t anticipations() const { return anticipations_; }
+  // Holds that ended with the class's request (hits) or by timeout (misses).
+  [[nodiscard]] std::uint64_t anticipation_hits() const { return antic_hits_; }
+  [[nodiscard]] std::uint64_t anticipation_misses() const { return antic_misses_; }
+  // The class's think-time EWMA in ns; negative while unknown.
+  [[nodiscard]] double think_ns(std::uint8_t cls) const { return cls_.at(cls).think_ns; }
 
  private:
   struct Item {
@@ -82,6 +90,8 @@ class Scheduler {
     std::deque<Item> q;
     double vtime = 0;
     std::uint32_t inflight = 0;
+    std::uint64_t idle_since_ns = 0;  // last completion that left it with nothing queued or in flight; 0 = busy
+    double think_ns = -1;             // EWMA (1/4) of idle_since -> next enqueue
   };
   SchedConfig cfg_;
   std::array<Class, kClasses> cls_{};
@@ -94,7 +104,7 @@ class Scheduler {
   // anticipation
   int antic_cls_ = -1;
   std::uint64_t antic_until_ns_ = 0;
-  std::uint64_t anticipations_ = 0;
+  std::uint64_t anticipations_ = 0, antic_hits_ = 0, antic_misses_ = 0;
 };
 
 }  // namespace gears::blk

@@ -155,7 +155,7 @@ sh /tmp/prio.sh" || fail "start readers"
   sleep "$secs"
   s1=$(dom0 "gearsctl top -b -n 1 --json") || fail "top"
   guest pv1 "kill -9 \$(cat /tmp/prio.a) \$(cat /tmp/prio.b); killall -9 dd 2>/dev/null; sleep 2; ps | grep -c [d]d; true"
-  dom0 "gearsctl top -b -n 1" || true
+  dom0 "gearsctl top -b -n 1; gearsctl stats | grep -oE '\"anticipation[a-z_]*\": *[0-9]+' | tr '\\n' ' '" || true
   detach pv1 xvdb 51728
   python3 - "$s0" "$s1" "$secs" "$label" <<'PY'
 import json, sys
@@ -176,7 +176,7 @@ t_priority() {
   local hinted fair ra rb
   start_gearsd
   local cap=${SEMBLK_CAPACITY:-8M}
-  hinted=$(prio_run "--param capacity=$cap --param weights=gold:4,bronze:1 --param anticipate=${SEMBLK_ANTICIPATE_US:-20000} --param regions='0-1048575:gold:A;1048576-2097151:bronze:B'" hinted) \
+  hinted=$(prio_run "--param capacity=$cap --param weights=gold:4,bronze:1 --param anticipate=${SEMBLK_ANTICIPATE_US:-150000} --param regions='0-1048575:gold:A;1048576-2097151:bronze:B'" hinted) \
     || fail "hinted run"
   echo "$hinted"
   fair=$(prio_run "--param capacity=$cap --param regions='0-1048575:silver:A;1048576-2097151:silver:B'" unhinted) \

@@ -1,6 +1,6 @@
 #!/bin/bash
 # proctrack lab tests (issue 7), against the lab booted by the `gears_lab` fixture (guest pvh1).
-#   proctrack.sh accuracy [N] | toggle [ROUNDS] | bench [N]
+#   proctrack.sh accuracy [N] | toggle [ROUNDS] | io_attribution | bench [N]
 # gearsd runs in dom0 (started here if needed); its log is /run/gears/gearsd.log in dom0.
 # The guest workload forks and execs N short processes named "ptkchild" (a busybox link that is no applet:
 # it execs, prints an error, exits 127); the truth is N.
@@ -103,6 +103,53 @@ t_toggle() {
   pass "monitoring toggled on and off $rounds times; $GUEST up; workload completed ($out)"
 }
 
+# Two processes in the guest do O_DIRECT I/O on one Gears disk, without gears-front: a reader (the first
+# 48 MiB) and a writer (24 MiB from 128 MiB on). semblk asks proctrack who submitted each batch; its
+# per-process statistics must tell them apart: each process is credited with most of its own bytes (read
+# for the reader, written for the writer), and more of its own kind than the other process.
+t_io_attribution() {
+  local id out st
+  ensure_gearsd; setup_guest
+  id=$(dom0 "xl domid $GUEST") || fail "no $GUEST"
+  dom0 "gearsctl detach $id proctrack 0; gearsctl detach $id vbd 51760" >/dev/null 2>&1
+  dom0 "rm -f /tmp/ioattr.img && truncate -s 256M /tmp/ioattr.img && gearsctl attach $id vbd 51760 --param target=file:/tmp/ioattr.img" \
+    || fail "attach a Gears disk to $GUEST"
+  guest "$GUEST" "for i in \$(seq 100); do [ -b /dev/xvdd ] && exit 0; sleep 0.2; done; cat /proc/partitions; exit 1" \
+    || fail "$GUEST: /dev/xvdd did not appear"
+  guest "$GUEST" "dd if=/dev/urandom of=/dev/xvdd bs=1M count=48 oflag=direct 2>/dev/null; sync" || fail "fill the disk"
+  attach "$id"
+  # Both start together; $! is each dd's own pid (the shell forks, the child execs dd).
+  out=$(T=900 guest "$GUEST" "dd if=/dev/xvdd of=/dev/null bs=64k count=768 iflag=direct 2>/dev/null & a=\$!
+        dd if=/dev/zero of=/dev/xvdd bs=64k count=384 seek=2048 oflag=direct 2>/dev/null & b=\$!
+        wait \$a; ra=\$?; wait \$b; echo \"reader \$a rc \$ra writer \$b rc \$?\"") || fail "guest I/O: $out"
+  echo "guest: $out"
+  st=$(dom0 "gearsctl stats") || fail "stats"
+  dom0 "gearsctl top -b -n 1" || true
+  dom0 "gearsctl detach $id proctrack 0; gearsctl detach $id vbd 51760; rm -f /tmp/ioattr.img" >/dev/null 2>&1
+  guest "$GUEST" "for i in \$(seq 50); do [ -b /dev/xvdd ] || exit 0; sleep 0.2; done" || true
+  python3 - "$out" "$st" "$id" <<'PY' || fail "semblk could not tell the two processes apart"
+import json, sys
+words = sys.argv[1].split()
+reader, writer = int(words[1]), int(words[5])
+st, dom = json.loads(sys.argv[2]), int(sys.argv[3])
+dev = next(d for d in st["devices"] if d.get("dom") == dom and d.get("dev") == "vbd/51760")
+procs = dev["stats"]["guest_processes"]
+by_pid = {p["pid"]: p for p in procs.values()}
+total_r, total_w = 48 << 20, 24 << 20
+r, w = by_pid.get(reader, {}), by_pid.get(writer, {})
+rr, rw = r.get("bytes_read", 0), r.get("bytes_written", 0)
+wr, ww = w.get("bytes_read", 0), w.get("bytes_written", 0)
+print(json.dumps({"reader": reader, "writer": writer, "guest_processes": procs,
+                  "attributed_requests": dev["stats"].get("attributed_requests"),
+                  "unattributed_requests": dev["stats"].get("unattributed_requests")}))
+print(f"reader pid {reader}: credited {rr / total_r:.0%} of its {total_r >> 20} MiB read (writer credited {wr / total_r:.0%}); "
+      f"writer pid {writer}: credited {ww / total_w:.0%} of its {total_w >> 20} MiB written (reader credited {rw / total_w:.0%})")
+ok = rr > total_r / 2 and ww > total_w / 2 and rr > wr and ww > rw
+sys.exit(0 if ok else 1)
+PY
+  pass "semblk's per-process statistics tell the reader and the writer apart (no gears-front)"
+}
+
 # Performance, for bench/run: one JSON line with overhead_pct and events/s.
 t_bench() {
   local n=${1:-300} id a b c
@@ -132,5 +179,6 @@ case "${1:-}" in
   accuracy) shift; t_accuracy "$@" ;;
   toggle) shift; t_toggle "$@" ;;
   bench) shift; t_bench "$@" ;;
-  *) echo "usage: $0 accuracy [N] | toggle [ROUNDS] | bench [N]" >&2; exit 2 ;;
+  io_attribution) t_io_attribution ;;
+  *) echo "usage: $0 accuracy [N] | toggle [ROUNDS] | io_attribution | bench [N]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,54 @@
+// Attribution of requests to guest processes without the guest's cooperation (issue 7, Antfarm's case study):
+// when a queue's ring is read, the registry's ProcessOracle (proctrack) names the process that most likely
+// published what is found, from the vCPU and the window since the queue was last read.
+//
+// vCPU of a queue: xen-blkfront maps its hardware queues to CPUs, queue i serving CPU i when there are as
+// many queues as vCPUs; with one queue (the lab guests have one vCPU) every request is vCPU 0's. On a
+// multi-vCPU guest with fewer queues than vCPUs this names vCPU `queue` and may be wrong.
+//
+// Owned by the device's worker thread; the oracle is queried once per ring read, not per request.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dom0/gearsd/hint_registry.hpp"
+
+namespace gears::blk {
+
+class Attribution {
+ public:
+  static constexpr std::size_t kMaxProcesses = 256;  // beyond: counted under "other"
+
+  explicit Attribution(const daemon::HintRegistry* hints) : hints_(hints) {}
+
+  // Before reading queue q's ring at now_ns: the index of the process the requests found now belong to
+  // (-1 = unknown: no proctrack for the domain, or nothing known at that time).
+  [[nodiscard]] std::int32_t look(std::uint32_t dom, std::uint32_t q, std::int64_t now_ns);
+  // A completed request of `proc` (from look()).
+  void account(std::int32_t proc, bool write, std::uint64_t bytes);
+
+  // {"<pid> <comm>": {"pid", "comm", "reqs", "bytes", "bytes_read", "bytes_written"}, ...}
+  [[nodiscard]] nlohmann::json to_json() const;
+  [[nodiscard]] std::uint64_t attributed() const { return attributed_; }
+  [[nodiscard]] std::uint64_t unattributed() const { return unattributed_; }
+
+ private:
+  struct Proc {
+    daemon::GuestProcess who;
+    std::uint64_t reqs = 0, bytes_read = 0, bytes_written = 0;
+  };
+  [[nodiscard]] std::int32_t index_of(const daemon::GuestProcess& p);
+
+  const daemon::HintRegistry* hints_;
+  std::vector<std::int64_t> last_look_;  // per queue
+  std::vector<Proc> procs_;
+  std::map<std::pair<std::int32_t, std::uint64_t>, std::int32_t> by_key_;  // (pid, as) -> index
+  std::uint64_t attributed_ = 0, unattributed_ = 0;
+};
+
+}  // namespace gears::blk
