@@ -55,10 +55,10 @@ struct GuestProcess {
 class ProcessOracle {
  public:
   virtual ~ProcessOracle() = default;
-  // The process that most likely published what a backend found on `vcpu`'s ring between from_ns (its
-  // previous look) and to_ns (now), CLOCK_MONOTONIC; nullopt when the domain is not monitored then.
+  // The process that most likely published what a backend finds on `vcpu`'s ring at t_ns (CLOCK_MONOTONIC,
+  // taken when it looks): the vCPU's occupant then. nullopt when the domain was not monitored at t_ns.
   [[nodiscard]] virtual std::optional<GuestProcess> submitter(std::uint32_t dom, std::uint32_t vcpu,
-                                                              std::int64_t from_ns, std::int64_t to_ns) const = 0;
+                                                              std::int64_t t_ns) const = 0;
 };
 
 class HintRegistry {

@@ -85,21 +85,6 @@ std::optional<Identity> Directory::who_ran(std::uint32_t dom, std::uint32_t vcpu
   return std::prev(it)->who;
 }
 
-std::optional<Identity> Directory::submitter(std::uint32_t dom, std::uint32_t vcpu, std::int64_t from_ns,
-                                             std::int64_t to_ns) const {
-  std::lock_guard lk(mu_);
-  auto d = doms_.find(dom);
-  if (d == doms_.end()) return std::nullopt;
-  auto v = d->second.timeline.find(vcpu);
-  if (v == d->second.timeline.end() || v->second.empty()) return std::nullopt;
-  const auto& segs = v->second;
-  auto end = std::upper_bound(segs.begin(), segs.end(), to_ns, [](std::int64_t t, const Segment& s) { return t < s.t_ns; });
-  if (end == segs.begin()) return std::nullopt;  // before the kept history
-  auto last = std::prev(end);                     // the occupant at to_ns
-  if (last->t_ns <= from_ns || last == segs.begin()) return last->who;
-  return std::prev(last)->who;
-}
-
 std::map<std::uint32_t, Identity> Directory::running(std::uint32_t dom) const {
   std::lock_guard lk(mu_);
   std::map<std::uint32_t, Identity> out;

@@ -73,12 +73,6 @@ class Directory {
 
   // Readers.
   [[nodiscard]] std::optional<Identity> who_ran(std::uint32_t dom, std::uint32_t vcpu, std::int64_t t_ns) const;
-  // Who published work that a backend found on `vcpu`'s ring in (from_ns, to_ns]: with no switch in that
-  // window, the occupant; otherwise the outgoing occupant of the LAST switch in it (a process that submits
-  // and then blocks on its I/O is switched out right after publishing, usually before dom0 looks). A heuristic:
-  // work published by the incoming occupant before dom0 looked is misattributed (docs/PROCTRACK.md).
-  [[nodiscard]] std::optional<Identity> submitter(std::uint32_t dom, std::uint32_t vcpu, std::int64_t from_ns,
-                                                  std::int64_t to_ns) const;
   [[nodiscard]] std::map<std::uint32_t, Identity> running(std::uint32_t dom) const;  // vcpu -> now
   [[nodiscard]] bool knows(std::uint32_t dom) const;
   // {"dom", "monitoring", "processes": [...], "vcpus": {...}, "counters": {...}}; null if unknown.

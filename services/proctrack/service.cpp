@@ -37,9 +37,9 @@ namespace {
 // Directory::global() as the registry's process identity source.
 class DirectoryOracle final : public daemon::ProcessOracle {
  public:
-  std::optional<daemon::GuestProcess> submitter(std::uint32_t dom, std::uint32_t vcpu, std::int64_t from_ns,
-                                                std::int64_t to_ns) const override {
-    auto who = Directory::global().submitter(dom, vcpu, from_ns, to_ns);
+  std::optional<daemon::GuestProcess> submitter(std::uint32_t dom, std::uint32_t vcpu,
+                                                std::int64_t t_ns) const override {
+    auto who = Directory::global().who_ran(dom, vcpu, t_ns);
     if (!who) return std::nullopt;
     return daemon::GuestProcess{who->pid, who->comm, who->as};
   }

@@ -5,13 +5,10 @@
 namespace gears::blk {
 
 std::int32_t Attribution::look(std::uint32_t dom, std::uint32_t q, std::int64_t now_ns) {
-  if (q >= last_look_.size()) last_look_.resize(q + 1, 0);
-  const std::int64_t from = last_look_[q] != 0 ? last_look_[q] : now_ns;
-  last_look_[q] = now_ns;
   if (hints_ == nullptr) return -1;
   const auto oracle = hints_->process_oracle();
   if (!oracle) return -1;
-  const auto who = oracle->submitter(dom, q, from, now_ns);
+  const auto who = oracle->submitter(dom, q, now_ns);
   return who ? index_of(*who) : -1;
 }
 

@@ -1,6 +1,9 @@
 // Attribution of requests to guest processes without the guest's cooperation (issue 7, Antfarm's case study):
 // when a queue's ring is read, the registry's ProcessOracle (proctrack) names the process that most likely
-// published what is found, from the vCPU and the window since the queue was last read.
+// published what is found: the vCPU's occupant at that moment. A frontend's notification wakes dom0 at once
+// (the lab's single pCPU then runs dom0, not the guest), so the publisher is still the occupant. Measured
+// against the alternative (the outgoing process of the last switch since the previous look), which credited
+// a writer's bytes to the reader it alternated with: docs/PROCTRACK.md.
 //
 // vCPU of a queue: xen-blkfront maps its hardware queues to CPUs, queue i serving CPU i when there are as
 // many queues as vCPUs; with one queue (the lab guests have one vCPU) every request is vCPU 0's. On a
@@ -26,7 +29,7 @@ class Attribution {
 
   explicit Attribution(const daemon::HintRegistry* hints) : hints_(hints) {}
 
-  // Before reading queue q's ring at now_ns: the index of the process the requests found now belong to
+  // When reading queue q's ring at now_ns: the index of the process the requests found now belong to
   // (-1 = unknown: no proctrack for the domain, or nothing known at that time).
   [[nodiscard]] std::int32_t look(std::uint32_t dom, std::uint32_t q, std::int64_t now_ns);
   // A completed request of `proc` (from look()).
@@ -45,7 +48,6 @@ class Attribution {
   [[nodiscard]] std::int32_t index_of(const daemon::GuestProcess& p);
 
   const daemon::HintRegistry* hints_;
-  std::vector<std::int64_t> last_look_;  // per queue
   std::vector<Proc> procs_;
   std::map<std::pair<std::int32_t, std::uint64_t>, std::int32_t> by_key_;  // (pid, as) -> index
   std::uint64_t attributed_ = 0, unattributed_ = 0;

@@ -28,25 +28,6 @@ TEST(Directory, WhoRanAnswersByTimeAndStopsAtStop) {
   EXPECT_TRUE(d.running(5).empty());
 }
 
-TEST(Directory, SubmitterIsTheOccupantOrTheLastOutgoing) {
-  Directory d;
-  d.start(5, 0);
-  d.ran(5, 0, 100, Identity{0x1000, 42, "reader-a"});
-  d.ran(5, 0, 200, Identity{0x2000, 43, "reader-b"});
-  d.ran(5, 0, 300, Identity{0x1000, 42, "reader-a"});
-  // No switch in the window: whoever ran.
-  EXPECT_EQ(d.submitter(5, 0, 210, 290)->pid, 43);
-  EXPECT_EQ(d.submitter(5, 0, 300, 350)->pid, 42);
-  // One switch (b -> a at 300): b published and blocked.
-  EXPECT_EQ(d.submitter(5, 0, 250, 310)->pid, 43);
-  // Several: the outgoing occupant of the last one.
-  EXPECT_EQ(d.submitter(5, 0, 150, 310)->pid, 43);
-  EXPECT_EQ(d.submitter(5, 0, 50, 250)->pid, 42);
-  EXPECT_FALSE(d.submitter(5, 0, 10, 50)) << "before the history";
-  EXPECT_FALSE(d.submitter(6, 0, 10, 500)) << "never monitored";
-  EXPECT_FALSE(d.submitter(5, 1, 10, 500)) << "no such vCPU";
-}
-
 TEST(Directory, HistoryIsBounded) {
   Directory d;
   for (std::int64_t i = 0; i < static_cast<std::int64_t>(Directory::kHistory) + 10; ++i)
