@@ -312,6 +312,15 @@ void NetDevice::set_policy(const QosPolicy& p) {
 void NetDevice::poll_policy() {
   // Control path: the domain's newest hints (gearsctl attach --hints, xl gears_hints) override the device's own.
   if (auto p = QosFeed::instance().lookup(domid(), feed_version_)) set_policy(policy_from_hints(*p, base_qos_));
+  // Feedback: what TX achieved since the last tick (QosBoard::report).
+  const std::int64_t now = mono_ns();
+  if (last_tick_ns_ != 0 && now > last_tick_ns_) {
+    achieved_bps_ = static_cast<std::uint64_t>(static_cast<double>(st_.tx_bytes - last_tick_bytes_) * 1e9 /
+                                               static_cast<double>(now - last_tick_ns_));
+    if (board_slot_) QosBoard::instance().report(*board_slot_, achieved_bps_);
+  }
+  last_tick_ns_ = now;
+  last_tick_bytes_ = st_.tx_bytes;
 }
 
 std::uint64_t NetDevice::refresh_rate(std::int64_t now) {
@@ -600,6 +609,8 @@ nlohmann::json NetDevice::stats() const {
           {"faults", st_.faults},
           {"qos", cfg_.qos.to_json()},
           {"qos_rate_Bps", bucket_.rate()},
+          {"qos_achieved_Bps", achieved_bps_},
+          {"qos_squeeze_permille", board_slot_ ? QosBoard::instance().squeeze(*board_slot_) : 1000U},
           {"qos_contended", contended_},
           {"policy_changes", st_.policy_changes},
           {"last_error", last_error_}};

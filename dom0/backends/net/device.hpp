@@ -129,6 +129,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   domid_t fe_dom_ = 0;
   bool fe_csum_ok_ = true;
   daemon::WatchId store_watch_ = 0, tap_watch_ = 0, resume_timer_ = 0, policy_timer_ = 0;
+  std::int64_t last_tick_ns_ = 0;  // policy tick: TX achieved since the previous one
+  std::uint64_t last_tick_bytes_ = 0, achieved_bps_ = 0;
   bool host_polling_ = false;
 
   // TX batch state (worker-owned scratch).

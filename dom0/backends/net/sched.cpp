@@ -90,6 +90,7 @@ std::optional<std::size_t> QosBoard::claim(const QosPolicy& p) {
     if (slots_[i].used.compare_exchange_strong(expect, true, std::memory_order_acq_rel)) {
       update(i, p);
       slots_[i].active_ns.store(INT64_MIN / 2, std::memory_order_relaxed);
+      slots_[i].squeeze.store(1000, std::memory_order_relaxed);
       return i;
     }
   }
@@ -109,12 +110,24 @@ void QosBoard::mark_active(std::size_t slot, std::int64_t now_ns) {
   slots_[slot].active_ns.store(now_ns, std::memory_order_relaxed);
 }
 
+void QosBoard::report(std::size_t slot, std::uint64_t achieved) {
+  auto& s = slots_[slot];
+  const std::uint64_t want = s.rate.load(std::memory_order_relaxed);
+  std::uint32_t q = s.squeeze.load(std::memory_order_relaxed);
+  const bool starving = want != 0 && achieved >= want / 20 && achieved < want / 10 * 9;
+  q = starving ? std::max<std::uint32_t>(10, q * 7 / 10) : std::min<std::uint32_t>(1000, q + 100);
+  s.squeeze.store(q, std::memory_order_relaxed);
+}
+
+std::uint32_t QosBoard::squeeze(std::size_t slot) const { return slots_[slot].squeeze.load(std::memory_order_relaxed); }
+
 QosBoard::Grant QosBoard::grant(std::size_t slot, std::int64_t now_ns) const {
   const auto& me = slots_[slot];
   const std::uint8_t cls = me.cls.load(std::memory_order_relaxed);
   const std::uint64_t own = me.rate.load(std::memory_order_relaxed);
   const std::uint64_t w = me.weight.load(std::memory_order_relaxed);
   std::uint64_t better_w = 0, better_rate = 0;
+  std::uint32_t squeeze = 1000;
   for (std::size_t i = 0; i < kSlots; ++i) {
     if (i == slot) continue;
     const auto& s = slots_[i];
@@ -123,12 +136,14 @@ QosBoard::Grant QosBoard::grant(std::size_t slot, std::int64_t now_ns) const {
     if (now_ns - s.active_ns.load(std::memory_order_relaxed) > kActiveWindowNs) continue;
     better_w += s.weight.load(std::memory_order_relaxed);
     better_rate += s.rate.load(std::memory_order_relaxed);
+    squeeze = std::min(squeeze, s.squeeze.load(std::memory_order_relaxed));
   }
   if (better_w == 0) return {own, false};
   const std::uint64_t cap = capacity();
-  // What the better classes stated is theirs; this vif shares the rest by weight (at least 5% of the capacity).
+  // What the better classes stated is theirs; this vif shares the rest by weight, times their squeeze (at least
+  // 1% of the capacity).
   const std::uint64_t left = cap > better_rate ? cap - better_rate : 0;
-  std::uint64_t share = std::max<std::uint64_t>(left * w / (w + better_w), cap / 20);
+  std::uint64_t share = std::max<std::uint64_t>(left * w / (w + better_w) * squeeze / 1000, cap / 100);
   if (own != 0) share = std::min(share, own);
   return {std::max<std::uint64_t>(share, 1), true};
 }

@@ -11,6 +11,12 @@
 //   * an uncontended vif runs at its stated rate, or unlimited without one (work-conserving).
 // A stated rate is both a cap and, through the contention rule, a share: gold at 10 MB/s with bronze flooding
 // gets its 10 MB/s while bronze is squeezed to its weight share of what is left of the board capacity.
+// The board capacity is a model, and the real bottleneck may be elsewhere (under TCG: the one CPU that the
+// flooding guest, dom0 and gold share). So each vif with a stated rate also reports what it achieved, every
+// policy tick: while it is sending (>= 5% of its rate) but gets < 90% of it, it lowers its `squeeze` (x0.7 per
+// tick, down to 1%), otherwise raises it (+10% per tick). Worse classes get their share times the smallest
+// squeeze among the active better vifs, never below 1% of the capacity: a feedback loop that finds how much a
+// flood may have for gold's stated rate to hold, whatever the bottleneck.
 // Each worker reads the board once per TX batch (a few hundred relaxed loads at most); writers are the vifs
 // themselves (their own slot) and the control path (class changes, posted to the vif's worker).
 // Within one vif, TX is served in ring order (xen-netfront gives no per-flow queues to reorder fairly without
@@ -82,6 +88,9 @@ class QosBoard {
   void release(std::size_t slot);
   void update(std::size_t slot, const QosPolicy& p);
   void mark_active(std::size_t slot, std::int64_t now_ns);
+  // The vif's own TX rate over the last policy tick (bytes/s): adjusts the squeeze it puts on worse classes.
+  void report(std::size_t slot, std::uint64_t achieved_bps);
+  [[nodiscard]] std::uint32_t squeeze(std::size_t slot) const;  // per mille; 1000 = none
 
   // The rate the vif in `slot` may use now (0 = unlimited), and whether it is contended.
   struct Grant {
@@ -97,6 +106,7 @@ class QosBoard {
     std::atomic<std::uint16_t> weight{4};
     std::atomic<std::uint64_t> rate{0};
     std::atomic<std::int64_t> active_ns{INT64_MIN / 2};
+    std::atomic<std::uint32_t> squeeze{1000};  // per mille of their share that worse classes may use
   };
   std::array<Slot, kSlots> slots_{};
   std::atomic<std::uint64_t> capacity_{kDefaultCapacity};

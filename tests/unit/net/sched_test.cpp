@@ -49,11 +49,43 @@ TEST(NetQos, BoardSqueezesWorseClassesOnlyWhileABetterOneIsActive) {
   b.mark_active(*g, t);
   const auto gz = b.grant(*z, t + 1);
   EXPECT_TRUE(gz.contended);
-  // (4M - 2M stated by gold) * 1 / (1 + 8), floored at 5% of capacity.
+  // (4M - 2M stated by gold) * 1 / (1 + 8), floored at 1% of capacity.
   EXPECT_EQ(gz.rate, 222222U);
   EXPECT_EQ(b.grant(*g, t).rate, 2'000'000U);  // gold keeps its stated rate
   // Gold quiet for longer than the window: bronze is free again.
   EXPECT_FALSE(b.grant(*z, t + kActiveWindowNs + 1).contended);
+  b.release(*g);
+  b.release(*z);
+}
+
+TEST(NetQos, AStarvingStatedRateSqueezesWorseClassesUntilItHolds) {
+  QosBoard& b = QosBoard::instance();
+  b.set_capacity(4'000'000);
+  QosPolicy gold{kClassGold, 0, 500'000, 0}, bronze{kClassBronze, 0, 0, 0};
+  auto g = b.claim(gold);
+  auto z = b.claim(bronze);
+  ASSERT_TRUE(g && z);
+  const std::int64_t t = 1'000'000'000'000;
+  b.mark_active(*g, t);
+  const std::uint64_t full = b.grant(*z, t).rate;  // (4M - 0.5M) / 9
+  EXPECT_EQ(full, 388888U);
+  // Gold sends but gets 0.16 of its rate: bronze's share shrinks tick by tick, down to the 1% floor.
+  b.report(*g, 80'000);
+  EXPECT_EQ(b.squeeze(*g), 700U);
+  EXPECT_LT(b.grant(*z, t).rate, full);
+  for (int i = 0; i < 30; ++i) b.report(*g, 80'000);
+  EXPECT_EQ(b.squeeze(*g), 10U);
+  EXPECT_EQ(b.grant(*z, t).rate, 40'000U);
+  // Gold gets its rate: the squeeze relaxes again, 10% per tick.
+  b.report(*g, 480'000);
+  EXPECT_EQ(b.squeeze(*g), 110U);
+  // Only pinging (< 5% of its rate) is no demand: no squeeze.
+  for (int i = 0; i < 10; ++i) b.report(*g, 1'000);
+  EXPECT_EQ(b.squeeze(*g), 1000U);
+  EXPECT_EQ(b.grant(*z, t).rate, full);
+  // A vif without a stated rate never squeezes.
+  b.report(*z, 10);
+  EXPECT_EQ(b.squeeze(*z), 1000U);
   b.release(*g);
   b.release(*z);
 }
