@@ -4,7 +4,10 @@
 
 #include <cstdio>
 #include <exception>
+#include <set>
+#include <vector>
 
+#include "dom0/common/domain_reaper.hpp"
 #include "dom0/backends/blk/device.hpp"
 #include "dom0/backends/media/control.hpp"
 #include "dom0/backends/media/device.hpp"
@@ -92,6 +95,13 @@ int main(int argc, char** argv) {
     });
     // proctrack (docs/PROCTRACK.md): kind "proctrack" and the verbs ps, events.
     gears::proctrack::register_service(d);
+    // Services have no backend directory that dies with their domain: detach them on @releaseDomain.
+    if (!no_discovery)
+      d.add_discovery(std::make_unique<gears::backend::DomainReaper>(std::set<std::string>{"proctrack"}, [&d] {
+        std::vector<DeviceKey> keys;
+        for (const auto& info : d.registry().list()) keys.push_back(info.spec.key);
+        return keys;
+      }));
     if (!no_discovery) d.add_discovery(gears::chan::make_channel_discovery());
     // Block (blkif for xen-blkfront): attached by gearsctl create/attach or found under backend/gears-vbd.
     d.registry().register_factory("vbd", [&hint_registry](const DeviceSpec& spec) {
