@@ -1,6 +1,6 @@
 #!/bin/bash
 # semnet lab tests (issue 5): Gears vifs (gearsd kind "vif") serving the stock xen-netfront of pv1 and pvh1.
-#   semnet.sh tcp | hostile | qos | live
+#   semnet.sh tcp | hostile | qos | live | bench [SECONDS]
 # Addresses: dom0 10.99.0.1 on xenbr0; pv1 10.99.0.2 and pvh1 10.99.0.3 on their Gears vifs (devid 1).
 # The stock netback contrast (qos) uses devid 2 vifs on 10.98.0.0/24 over the same bridge.
 # Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 500K bytes/s: below what a loaded TCG host delivers).
@@ -10,12 +10,14 @@ LOG=/run/gears/gearsd.log   # in dom0
 SOCK=/run/gears/gearsd.sock
 # 256 MiB (the acceptance size) took 23 s to 5 min under TCG depending on host load (0.9-11.7 MB/s measured);
 # CI default 64 MiB. Set GEARS_SEMNET_TCP_BYTES=268435456 for the full run.
+NET=${GEARS_SEMNET_NET:-10.99.0}        # /24 of the Gears vifs (dom0 .1, pv1 .2, pvh1 .3)
+SNET=${GEARS_SEMNET_STOCK_NET:-10.98.0}  # /24 of the stock netback vifs (the contrast)
 TCP_BYTES=${GEARS_SEMNET_TCP_BYTES:-67108864}
 GOLD_RATE=${GEARS_SEMNET_RATE:-500K}
 declare -A MAC=([pv1]=00:16:3e:00:01:01 [pvh1]=00:16:3e:00:02:01)
-declare -A IP=([pv1]=10.99.0.2 [pvh1]=10.99.0.3)
+declare -A IP=([pv1]=$NET.2 [pvh1]=$NET.3)
 declare -A SMAC=([pv1]=00:16:3e:00:01:02 [pvh1]=00:16:3e:00:02:02)
-declare -A SIP=([pv1]=10.98.0.2 [pvh1]=10.98.0.3)
+declare -A SIP=([pv1]=$SNET.2 [pvh1]=$SNET.3)
 
 fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 30 $LOG" >&2 || true; exit 1; }
 pass() { echo "PASS: $*"; exit 0; }
@@ -35,7 +37,7 @@ setup_dom0() {
   # Binaries rebuilt while the lab runs: dom0 may hold stale 9p pages of the old file (seen: gearsctl segfaults).
   dom0 "echo 3 > /proc/sys/vm/drop_caches; modprobe tun 2>/dev/null; [ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }
         (ip link show xenbr0 >/dev/null 2>&1 || ip link add xenbr0 type bridge) && ip link set xenbr0 up &&
-        (ip addr show dev xenbr0 | grep -q ' 10.99.0.1/' || ip addr add 10.99.0.1/24 dev xenbr0) &&
+        (ip addr show dev xenbr0 | grep -q ' $NET.1/' || ip addr add $NET.1/24 dev xenbr0) &&
         mkdir -p /run/gears && if ! gearsctl list >/dev/null 2>&1; then
           setsid gearsd --socket $SOCK --log-file $LOG --log-level debug </dev/null >/dev/null 2>&1 &
           for i in \$(seq 50); do gearsctl list >/dev/null 2>&1 && break; sleep 0.2; done; fi; gearsctl version" \
@@ -51,7 +53,7 @@ setup_vif() {
   guest "$g" "for i in \$(seq 100); do IF=\$(grep -l ${MAC[$g]} /sys/class/net/*/address 2>/dev/null | cut -d/ -f5);
               [ -n \"\$IF\" ] && break; sleep 0.2; done; [ -n \"\$IF\" ] || { echo 'no interface with ${MAC[$g]}'; exit 1; }
               ip link set \$IF up && (ip addr show dev \$IF | grep -q ' ${IP[$g]}/' || ip addr add ${IP[$g]}/24 dev \$IF) &&
-              for i in 1 2 3 4 5 6 7 8 9 10; do busybox ping -c 1 -W 3 10.99.0.1 >/dev/null && exit 0; sleep 1; done; exit 1" \
+              for i in 1 2 3 4 5 6 7 8 9 10; do busybox ping -c 1 -W 3 $NET.1 >/dev/null && exit 0; sleep 1; done; exit 1" \
     || fail "$g: its Gears vif does not reach dom0"
 }
 
@@ -75,9 +77,9 @@ t_tcp() {
   setup_vif pv1
   start_tcp_server
   local out id
-  out=$(guest pv1 "busybox ping -c 5 -W 5 10.99.0.1") || fail "ping: $out"
+  out=$(guest pv1 "busybox ping -c 5 -W 5 $NET.1") || fail "ping: $out"
   echo "$out" | tail -n 2
-  out=$(T=1800 guest pv1 "gears-tcp-xfer client --host 10.99.0.1 --port 5201 --mode up --bytes $TCP_BYTES") \
+  out=$(T=1800 guest pv1 "gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes $TCP_BYTES") \
     || fail "tcp transfer: $out"
   echo "pv1 -> dom0 over the Gears vif: $out"
   grep -q '"match":true' <<<"$out" || fail "checksums differ"
@@ -108,7 +110,7 @@ t_hostile() {
       echo "  dom0: $last"
       grep -qF "$why" <<<"$last" || fail "case $c closed for another reason: $last"
     fi
-    out=$(guest pvh1 "busybox ping -c 2 -W 5 10.99.0.1") || fail "pvh1 lost its network after pv1's '$c': $out"
+    out=$(guest pvh1 "busybox ping -c 2 -W 5 $NET.1") || fail "pvh1 lost its network after pv1's '$c': $out"
     n=$((n + 1))
   done <<<"$cases"
   # Give pv1 its real frontend back.
@@ -129,13 +131,13 @@ t_qos() {
   dom0 "gearsctl attach $bid --hints class=bronze && gearsctl attach $gid --hints class=gold,rate=$GOLD_RATE,latency=20ms" \
     || fail "set hints"
   sleep 1
-  idle=$(ping_rtt pvh1 10.99.0.1) || fail "gold idle ping"
+  idle=$(ping_rtt pvh1 $NET.1) || fail "gold idle ping"
   echo "semnet gold RTT idle (avg max ms): $idle"
-  guest pv1 "(gears-tcp-xfer client --host 10.99.0.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3; cat /tmp/flood.log" \
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3; cat /tmp/flood.log" \
     || fail "start bronze flood"
-  flood=$(ping_rtt pvh1 10.99.0.1) || fail "gold ping under flood"
+  flood=$(ping_rtt pvh1 $NET.1) || fail "gold ping under flood"
   echo "semnet gold RTT under bronze flood (avg max ms): $flood"
-  rate_out=$(T=300 guest pvh1 "gears-tcp-xfer client --host 10.99.0.1 --port 5202 --mode up --bytes 16777216") \
+  rate_out=$(T=300 guest pvh1 "gears-tcp-xfer client --host $NET.1 --port 5202 --mode up --bytes 16777216") \
     || fail "gold transfer: $rate_out"
   echo "gold transfer under flood: $rate_out"
   echo "bronze vif: $(vif_stats "$bid")"
@@ -154,21 +156,24 @@ t_qos() {
   pass "gold RTT avg idle $ia ms, under bronze flood $fa ms (<= 2x); gold rate $rate_mb MB/s for a stated $want MB/s"
 }
 
+# A stock vif (netback, hot-plugged by xl into xenbr0) for guest $1 on $SNET.0/24, up and reaching dom0.
+stock_vif() {
+  local g=$1
+  dom0 "ip addr show dev xenbr0 | grep -q ' $SNET.1/' || ip addr add $SNET.1/24 dev xenbr0" || return 1
+  dom0 "xl network-list $g | grep -qi '${SMAC[$g]}' || xl network-attach $g bridge=xenbr0 mac=${SMAC[$g]}" || return 1
+  guest "$g" "for i in \$(seq 100); do IF=\$(grep -l ${SMAC[$g]} /sys/class/net/*/address 2>/dev/null | cut -d/ -f5);
+              [ -n \"\$IF\" ] && break; sleep 0.2; done; ip link set \$IF up &&
+              (ip addr show dev \$IF | grep -q ' ${SIP[$g]}/' || ip addr add ${SIP[$g]}/24 dev \$IF) &&
+              for i in 1 2 3 4 5 6 7 8 9 10; do busybox ping -c 1 -W 3 $SNET.1 >/dev/null && exit 0; sleep 1; done; exit 1"
+}
+
 stock_contrast() {
   local g ia fa
-  dom0 "ip addr show dev xenbr0 | grep -q ' 10.98.0.1/' || ip addr add 10.98.0.1/24 dev xenbr0" || return 1
-  for g in pv1 pvh1; do
-    dom0 "xl network-list $g | grep -qi '${SMAC[$g]}' || xl network-attach $g bridge=xenbr0 mac=${SMAC[$g]}" || return 1
-    guest "$g" "for i in \$(seq 100); do IF=\$(grep -l ${SMAC[$g]} /sys/class/net/*/address 2>/dev/null | cut -d/ -f5);
-                [ -n \"\$IF\" ] && break; sleep 0.2; done; ip link set \$IF up &&
-                (ip addr show dev \$IF | grep -q ' ${SIP[$g]}/' || ip addr add ${SIP[$g]}/24 dev \$IF) &&
-                for i in 1 2 3 4 5 6 7 8 9 10; do busybox ping -c 1 -W 3 10.98.0.1 >/dev/null && exit 0; sleep 1; done; exit 1" \
-      || return 1
-  done
-  ia=$(ping_rtt pvh1 10.98.0.1) || return 1
+  for g in pv1 pvh1; do stock_vif "$g" || return 1; done
+  ia=$(ping_rtt pvh1 $SNET.1) || return 1
   echo "netback gold RTT idle (avg max ms): $ia"
-  guest pv1 "(gears-tcp-xfer client --host 10.98.0.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood2.log 2>&1 &); sleep 3"
-  fa=$(ping_rtt pvh1 10.98.0.1) || return 1
+  guest pv1 "(gears-tcp-xfer client --host $SNET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood2.log 2>&1 &); sleep 3"
+  fa=$(ping_rtt pvh1 $SNET.1) || return 1
   echo "netback gold RTT under flood (avg max ms): $fa"
   guest pv1 "killall gears-tcp-xfer; true"
   sleep 2
@@ -184,10 +189,10 @@ t_live() {
   dom0 "gearsctl attach $gid --hints class=gold,rate=500K" || fail "hints 1"
   sleep 1
   before=$(vif_stats "$gid")
-  out1=$(T=300 guest pvh1 "gears-tcp-xfer client --host 10.99.0.1 --port 5201 --mode up --bytes 4194304") || fail "xfer 1"
+  out1=$(T=300 guest pvh1 "gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 4194304") || fail "xfer 1"
   dom0 "gearsctl attach $gid --hints class=silver,rate=4M" || fail "hints 2"
   sleep 1
-  out2=$(T=300 guest pvh1 "gears-tcp-xfer client --host 10.99.0.1 --port 5201 --mode up --bytes 8388608") || fail "xfer 2"
+  out2=$(T=300 guest pvh1 "gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 8388608") || fail "xfer 2"
   after=$(vif_stats "$gid")
   echo "before: $before"
   echo "after:  $after"
@@ -201,10 +206,33 @@ t_live() {
   pass "gold -> silver and 500K -> 4M applied live (connects unchanged): $r1 MB/s then $r2 MB/s"
 }
 
+# Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
+# the Gears vif and over a stock netback vif, in the same boot; the qos figures come from `qos`.
+t_bench() {
+  local secs=${1:-10} ours stock
+  setup_dom0
+  setup_vif pv1
+  stock_vif pv1 || fail "stock vif for pv1"
+  dom0 "pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
+  ours=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $ours"
+  stock=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $stock"
+  dom0 "pkill -x iperf3" || true
+  python3 - "$ours" "$stock" "$secs" <<'PY'
+import json, sys
+def mbps(t):
+    e = json.loads(t)["end"]
+    return e["sum_received"]["bits_per_second"] / 1e6, e["sum_sent"].get("retransmits")
+o, s = mbps(sys.argv[1]), mbps(sys.argv[2])
+print(json.dumps({"net.tcp": round(o[0], 2), "netback": round(s[0], 2), "seconds": int(sys.argv[3]),
+                  "ours_retransmits": o[1], "netback_retransmits": s[1]}))
+PY
+}
+
 case "${1:-}" in
   tcp) t_tcp ;;
   hostile) t_hostile ;;
   qos) t_qos ;;
   live) t_live ;;
-  *) echo "usage: $0 tcp|hostile|qos|live" >&2; exit 2 ;;
+  bench) shift; t_bench "$@" ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|bench [SECONDS]" >&2; exit 2 ;;
 esac

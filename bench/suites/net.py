@@ -1,0 +1,69 @@
+"""semnet (issue 5): net.tcp and net.qos_gold_rtt_us, ours (Gears vifs) against the stock netback in the same boot.
+
+Both run tests/lab/net/semnet.sh, on their own subnets (10.97.0.0/24 Gears, 10.96.0.0/24 netback) so they never
+collide with the channel suite's stock vif on 10.99.0.0/24:
+- net.tcp: `semnet.sh bench SECONDS`, iperf3 pv1 -> dom0, Mb/s, over the Gears vif and over a netback vif;
+- net.qos_gold_rtt_us: `semnet.sh qos`, gold's (pvh1) mean ping RTT while bronze (pv1) floods TCP, over Gears
+  vifs with QoS and over netback vifs (lower is better). The qos run's pass/fail verdict is kept in `extra`.
+"""
+import json
+import re
+
+import bench_run as B
+
+ENV = ["env", "GEARS_SEMNET_NET=10.97.0", "GEARS_SEMNET_STOCK_NET=10.96.0"]
+
+
+def run(ctx) -> None:
+    script = B.REPO / "tests" / "lab" / "net" / "semnet.sh"
+    env = ENV + [f"GEARS_LABCTL={B.LABCTL}"]
+    secs = 5 if ctx.args.quick else 15
+
+    tcp = ctx.res.add("net.tcp", "Mb/s", "higher")
+    tcp["conditions"] = {"guest": "pv1", "tool": "iperf3 guest -> dom0", "seconds": secs,
+                         "ours": "Gears vif (gearsd, TAP on xenbr0)", "netback": "xl network-attach, vif-bridge"}
+    got: dict = {}
+
+    def bench() -> float:
+        rc, out, err = ctx.lab.run("net-bench", env + [str(script), "bench", str(secs)], secs * 20 + 600)
+        j = B.last_json(out)
+        if rc != 0 or not j:
+            raise B.StepError(f"semnet.sh bench rc={rc}: {B.short(out + err)}")
+        got.update(j)
+        return j["net.tcp"]
+
+    B.Results.ours(tcp, bench)
+    if got:
+        tcp["peers"]["netback"] = got.get("netback")
+        tcp["extra"] = {k: got.get(k) for k in ("ours_retransmits", "netback_retransmits")}
+    else:
+        tcp["peers"]["netback"] = None
+        tcp["errors"]["netback"] = tcp["errors"].get("ours", "not measured")
+
+    rtt = ctx.res.add("net.qos_gold_rtt_us", "us", "lower")
+    rtt["conditions"] = {"gold": "pvh1, class=gold rate=500K", "bronze": "pv1, class=bronze, TCP flood to dom0",
+                         "rtt": "busybox ping, mean of 20"}
+    qos: dict = {}
+
+    def qos_run() -> float:
+        rc, out, err = ctx.lab.run("net-qos", env + [str(script), "qos"], 1200)
+        def pair(label):
+            m = re.search(re.escape(label) + r"[^:]*:\s*([0-9.]+)\s+([0-9.]+)", out)
+            return (float(m.group(1)), float(m.group(2))) if m else None
+        qos.update({"ours_idle": pair("semnet gold RTT idle"), "ours_flood": pair("semnet gold RTT under bronze flood"),
+                    "netback_idle": pair("netback gold RTT idle"), "netback_flood": pair("netback gold RTT under flood"),
+                    "verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
+        m = re.search(r"gold transfer under flood: (\{.*\})", out)
+        if m:
+            qos["gold_mb_s"] = json.loads(m.group(1)).get("mb_s")
+        if not qos["ours_flood"]:
+            raise B.StepError(f"semnet.sh qos rc={rc}: no RTT under flood: {B.short(out + err)}")
+        return qos["ours_flood"][0] * 1000
+
+    B.Results.ours(rtt, qos_run)
+    nb = qos.get("netback_flood")
+    rtt["peers"]["netback"] = nb[0] * 1000 if nb else None
+    if not nb:
+        rtt["errors"]["netback"] = "netback contrast not measured (see raw/*net-qos*)"
+    rtt["extra"] = {k: qos.get(k) for k in ("ours_idle", "netback_idle", "ours_flood", "netback_flood", "gold_mb_s",
+                                            "verdict", "last_line")}
