@@ -194,11 +194,76 @@ PY
   pass "weighted classes: gold >= 3x bronze with hints, fair within 20% without"
 }
 
+# Performance, for bench/run (bench/suites/blk.py): one JSON line. fio in pv1 (needs GEARS_GUEST_TOOLS=fio) on
+# the same 256 MiB backing file in dom0, served in turn by: gearsd (grant copy), gearsd (persistent grants),
+# kernel xen-blkback (phy: on a loop device) and QEMU qdisk (dom0's qemu-system-i386 -M xenpv disk backend).
+# Jobs: seq read and seq write (1 MiB, iodepth 8), random read (4 KiB, iodepth 16), $1 s each, O_DIRECT, libaio.
+fio_all() {  # $1 = /dev name in pv1; prints one JSON object {job: {"mb_s", "iops"}}
+  local dev=$1 secs=$2
+  T=$((secs * 3 + 300)) guest pv1 "command -v fio >/dev/null || { echo 'fio is not in the guest image (GEARS_GUEST_TOOLS=fio)'; exit 3; }
+    for j in seq_read:read:1M:8 seq_write:write:1M:8 rand4k:randread:4k:16; do
+      set -- \$(echo \$j | tr : ' '); n=\$1; rw=\$2; bs=\$3; qd=\$4
+      fio --name=\$n --filename=/dev/$dev --direct=1 --ioengine=libaio --iodepth=\$qd --rw=\$rw --bs=\$bs --size=192M \
+          --runtime=$secs --time_based --output-format=json > /tmp/fio-\$n.json 2>/tmp/fio-\$n.err || { cat /tmp/fio-\$n.err; exit 1; }
+    done
+    cat /tmp/fio-seq_read.json /tmp/fio-seq_write.json /tmp/fio-rand4k.json" | python3 -c '
+import json, sys
+dec, text, out, i = json.JSONDecoder(), sys.stdin.read(), {}, 0
+while True:
+    j = text.find("{", i)
+    if j < 0: break
+    try: d, i = dec.raw_decode(text, j)
+    except ValueError: i = j + 1; continue
+    job = d["jobs"][0]; side = job["read"] if job["read"]["io_bytes"] else job["write"]
+    out[job["jobname"]] = {"mb_s": round(side["bw_bytes"] / 1e6, 2), "iops": round(side["iops"], 1)}
+print(json.dumps(out))'
+}
+
+wait_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] && exit 0; sleep 0.2; done; exit 1"; }
+gone_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] || exit 0; sleep 0.2; done; exit 1"; }
+
+t_bench() {
+  local secs=${1:-10} ours pers bb qd loop id img=/tmp/semblk-bench.img
+  start_gearsd
+  id=$(domid pv1) || fail "no pv1"
+  dom0 "rm -f $img && dd if=/dev/zero of=$img bs=1M count=256 2>/dev/null" || fail "backing file"
+  attach pv1 xvdb 51728 "file:$img"
+  ours=$(fio_all xvdb "$secs") || fail "fio on the Gears disk: $ours"
+  detach pv1 xvdb 51728
+  attach pv1 xvdb 51728 "file:$img" --param grants=persistent
+  pers=$(fio_all xvdb "$secs") || pers='{"error":"fio failed"}'
+  detach pv1 xvdb 51728
+  loop=$(dom0 "losetup -f --show $img") || fail "losetup"
+  if dom0 "xl block-attach pv1 'phy:$loop,xvdc,w'" && wait_dev xvdc; then
+    bb=$(fio_all xvdc "$secs") || bb='{"error":"fio failed"}'
+    dom0 "xl block-detach pv1 xvdc" || true
+    gone_dev xvdc || true
+  else
+    bb='{"error":"xl block-attach phy: failed"}'
+  fi
+  dom0 "losetup -d $loop" || true
+  # qdisk needs dom0's QEMU disk backend (Debian's xen-qemu-dom0-disk-backend service does the same).
+  if dom0 "pgrep -f 'xen-attach -name dom0' >/dev/null || qemu-system-i386 -xen-domid 0 -xen-attach -name dom0 -nographic \
+             -M xenpv -daemonize -monitor /dev/null -serial /dev/null -parallel /dev/null -pidfile /run/gears/qemu-dom0.pid" \
+     && dom0 "xl block-attach pv1 'format=raw,vdev=xvdd,access=rw,backendtype=qdisk,target=$img'" && wait_dev xvdd; then
+    qd=$(fio_all xvdd "$secs") || qd='{"error":"fio failed"}'
+    dom0 "xl block-detach pv1 xvdd" || true
+    gone_dev xvdd || true
+  else
+    qd='{"error":"qdisk backend not available (qemu-system-i386 -M xenpv in dom0, xl block-attach backendtype=qdisk)"}'
+  fi
+  dom0 "rm -f $img" || true
+  python3 -c 'import json,sys; print(json.dumps({"ours": json.loads(sys.argv[1]), "persistent": json.loads(sys.argv[2]),
+    "blkback": json.loads(sys.argv[3]), "qdisk": json.loads(sys.argv[4]), "seconds": int(sys.argv[5])}))' \
+    "$ours" "$pers" "$bb" "$qd" "$secs"
+}
+
 case "${1:-}" in
   priority) t_priority ;;
+  bench) shift; t_bench "$@" ;;
   gearsd) t_gearsd ;;
   ext4) t_ext4 "${2:-file}" ;;
   durable) t_durable ;;
   hostile) t_hostile ;;
-  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|hostile" >&2; exit 2 ;;
+  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|hostile|priority|bench [SECONDS]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,41 @@
+"""semblk (issue 4): blk.seq_read, blk.seq_write (MB/s) and blk.rand4k_iops, fio in pv1, against kernel
+xen-blkback (phy: on a loop device) and QEMU qdisk, on the same backing file in dom0, in the same boot
+(tests/lab/blk/semblk.sh bench). extra.persistent: gearsd with persistent grants instead of grant copy.
+Needs fio in the guest image: bench/run sets GEARS_GUEST_TOOLS=fio and --guest-mem 512 when this suite runs.
+"""
+import bench_run as B
+
+GUEST_TOOLS = "fio"
+GUEST_MEM = 512
+
+
+def run(ctx) -> None:
+    script = B.REPO / "tests" / "lab" / "blk" / "semblk.sh"
+    secs = 5 if ctx.args.quick else 10
+    ids = {"seq_read": ("blk.seq_read", "MB/s", "mb_s"), "seq_write": ("blk.seq_write", "MB/s", "mb_s"),
+           "rand4k": ("blk.rand4k_iops", "IOPS", "iops")}
+    rows = {job: ctx.res.add(rid, unit, "higher") for job, (rid, unit, _) in ids.items()}
+    got: dict = {}
+    rc, out, err = ctx.lab.run("blk-bench", ["env", f"GEARS_LABCTL={B.LABCTL}", str(script), "bench", str(secs)],
+                               secs * 40 + 900)
+    j = B.last_json(out)
+    if rc == 0 and j:
+        got = j
+    for job, r in rows.items():
+        key = ids[job][2]
+        r["conditions"] = {"guest": "pv1", "tool": "fio libaio O_DIRECT", "seconds": secs,
+                           "job": {"seq_read": "read 1M qd8", "seq_write": "write 1M qd8", "rand4k": "randread 4k qd16"}[job],
+                           "backing": "one 256 MiB file in dom0, the same for every backend",
+                           "ours": "gearsd vbd, grant copy (the default)"}
+        if not got:
+            r["errors"]["ours"] = f"semblk.sh bench rc={rc}: {B.short(out + err)}"
+            continue
+        def val(side):
+            v = got.get(side, {})
+            return v.get(job, {}).get(key) if "error" not in v else None
+        r["ours"] = val("ours")
+        for peer in ("blkback", "qdisk"):
+            r["peers"][peer] = val(peer)
+            if r["peers"][peer] is None:
+                r["errors"][peer] = got.get(peer, {}).get("error", "not measured")
+        r["extra"] = {"persistent_grants": val("persistent")}
