@@ -233,15 +233,17 @@ t_bench() {
   attach pv1 xvdb 51728 "file:$img" --param grants=persistent
   pers=$(fio_all xvdb "$secs") || pers='{"error":"fio failed"}'
   detach pv1 xvdb 51728
-  loop=$(dom0 "losetup -f --show $img") || fail "losetup"
-  if dom0 "xl block-attach pv1 'phy:$loop,xvdc,w'" && wait_dev xvdc; then
+  loop=$(dom0 "modprobe loop 2>/dev/null; losetup -f --show $img") || loop=""
+  if [ -z "$loop" ]; then
+    bb='{"error":"no loop device in dom0 (losetup -f failed)"}'
+  elif dom0 "xl block-attach pv1 'phy:$loop,xvdc,w'" && wait_dev xvdc; then
     bb=$(fio_all xvdc "$secs") || bb='{"error":"fio failed"}'
     dom0 "xl block-detach pv1 xvdc" || true
     gone_dev xvdc || true
   else
     bb='{"error":"xl block-attach phy: failed"}'
   fi
-  dom0 "losetup -d $loop" || true
+  [ -n "$loop" ] && { dom0 "losetup -d $loop" || true; }
   # qdisk needs dom0's QEMU disk backend (Debian's xen-qemu-dom0-disk-backend service does the same).
   if dom0 "pgrep -f 'xen-attach -name dom0' >/dev/null || qemu-system-i386 -xen-domid 0 -xen-attach -name dom0 -nographic \
              -M xenpv -daemonize -monitor /dev/null -serial /dev/null -parallel /dev/null -pidfile /run/gears/qemu-dom0.pid" \
