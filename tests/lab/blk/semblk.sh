@@ -5,6 +5,8 @@
 set -uo pipefail
 LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
 LOG=/run/gears/gearsd.log   # in dom0
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+LABDIR=${GEARS_LAB_DIR:-$REPO/build/lab}
 
 fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 30 $LOG" >&2 || true; exit 1; }
 pass() { echo "PASS: $*"; exit 0; }
@@ -198,9 +200,9 @@ PY
 # the same 256 MiB backing file in dom0, served in turn by: gearsd (grant copy), gearsd (persistent grants),
 # kernel xen-blkback (phy: on a loop device) and QEMU qdisk (dom0's qemu-system-i386 -M xenpv disk backend).
 # Jobs: seq read and seq write (1 MiB, iodepth 8), random read (4 KiB, iodepth 16), $1 s each, O_DIRECT, libaio.
-fio_all() {  # $1 = /dev name in pv1; prints one JSON object {job: {"mb_s", "iops"}}
-  local dev=$1 secs=$2
-  T=$((secs * 3 + 300)) guest pv1 "command -v fio >/dev/null || { echo 'fio is not in the guest image (GEARS_GUEST_TOOLS=fio)'; exit 3; }
+fio_all() {  # $1 = /dev name in guest $3 (pv1); prints one JSON object {job: {"mb_s", "iops"}}
+  local dev=$1 secs=$2 g=${3:-pv1}
+  T=$((secs * 3 + 300)) guest "$g" "command -v fio >/dev/null || { echo 'fio is not in the guest image (GEARS_GUEST_TOOLS=fio)'; exit 3; }
     for j in seq_read:read:1M:8 seq_write:write:1M:8 rand4k:randread:4k:16; do
       set -- \$(echo \$j | tr : ' '); n=\$1; rw=\$2; bs=\$3; qd=\$4
       fio --name=\$n --filename=/dev/$dev --direct=1 --ioengine=libaio --iodepth=\$qd --rw=\$rw --bs=\$bs --size=192M \
@@ -219,7 +221,7 @@ while True:
 print(json.dumps(out))'
 }
 
-wait_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] && exit 0; sleep 0.2; done; exit 1"; }
+wait_dev() { guest "${2:-pv1}" "for i in \$(seq 150); do [ -b /dev/$1 ] && exit 0; sleep 0.2; done; exit 1"; }
 gone_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] || exit 0; sleep 0.2; done; exit 1"; }
 
 t_bench() {
@@ -236,7 +238,15 @@ t_bench() {
   loop=$(dom0 "modprobe loop 2>/dev/null; losetup -f --show $img") || loop=""
   if [ -z "$loop" ]; then
     bb='{"error":"no loop device in dom0 (losetup -f failed)"}'
-  elif dom0 "xl block-attach pv1 'phy:$loop,xvdc,w'" && wait_dev xvdc; then
+  # Debian's /etc/xen/scripts/block timed out in the lab's dom0 (libxl killed it after 10 s); this does its job for a
+  # phy: device: tell blkback which block device to open.
+  elif dom0 "cat > /run/gears/block-phy <<'EOS'
+#!/bin/sh
+[ \"\$1\" = add ] || exit 0
+dev=\$(xenstore-read \"\$XENBUS_PATH/params\") && mm=\$(stat -L -c '%t:%T' \"\$dev\") &&
+  xenstore-write \"\$XENBUS_PATH/physical-device\" \"\$mm\" \"\$XENBUS_PATH/hotplug-status\" connected
+EOS
+chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,script=/run/gears/block-phy'" && wait_dev xvdc; then
     bb=$(fio_all xvdc "$secs") || bb='{"error":"fio failed"}'
     dom0 "xl block-detach pv1 xvdc" || true
     gone_dev xvdc || true
@@ -244,16 +254,17 @@ t_bench() {
     bb='{"error":"xl block-attach phy: failed"}'
   fi
   [ -n "$loop" ] && { dom0 "losetup -d $loop" || true; }
-  # qdisk needs dom0's QEMU disk backend (Debian's xen-qemu-dom0-disk-backend service does the same).
-  if dom0 "pgrep -f 'xen-attach -name dom0' >/dev/null || qemu-system-i386 -xen-domid 0 -xen-attach -name dom0 -nographic \
-             -M xenpv -daemonize -monitor /dev/null -serial /dev/null -parallel /dev/null -pidfile /run/gears/qemu-dom0.pid" \
-     && dom0 "xl block-attach pv1 'format=raw,vdev=xvdd,access=rw,backendtype=qdisk,target=$img'" && wait_dev xvdd; then
-    qd=$(fio_all xvdd "$secs") || qd='{"error":"fio failed"}'
-    dom0 "xl block-detach pv1 xvdd" || true
-    gone_dev xvdd || true
+  # qdisk: libxl serves it from the domain's own device model (QEMU -M xenpv), started only for a domain created
+  # with a qdisk disk; so a second PV guest like pv1 (same kernel and image, 512 MiB) gets the file as xvdb.
+  local qcfg=$LABDIR/run/pvq.cfg
+  sed -e 's/^name = .*/name = "pvq"/' -e 's/^memory = .*/memory = 512/' "$LABDIR/run/pv1.cfg" >"$qcfg"
+  echo "disk = [ 'format=raw,vdev=xvdb,access=rw,backendtype=qdisk,target=$img' ]" >>"$qcfg"
+  if T=400 dom0 "xl domid pvq >/dev/null 2>&1 && xl destroy pvq; lab/guest/dom0-domu.sh create pvq $qcfg 300" && wait_dev xvdb pvq; then
+    qd=$(fio_all xvdb "$secs" pvq) || qd='{"error":"fio failed"}'
   else
-    qd='{"error":"qdisk backend not available (qemu-system-i386 -M xenpv in dom0, xl block-attach backendtype=qdisk)"}'
+    qd='{"error":"could not create a PV guest with a qdisk disk (xl create, QEMU -M xenpv)"}'
   fi
+  dom0 "xl destroy pvq" >/dev/null 2>&1 || true
   dom0 "rm -f $img" || true
   python3 -c 'import json,sys; print(json.dumps({"ours": json.loads(sys.argv[1]), "persistent": json.loads(sys.argv[2]),
     "blkback": json.loads(sys.argv[3]), "qdisk": json.loads(sys.argv[4]), "seconds": int(sys.argv[5])}))' \
