@@ -246,6 +246,8 @@ int main(int argc, char** argv) {
   detach->add_option("dom", dom, "Domain id")->required();
   detach->add_option("kind", kind, "Device kind (all of the domain's devices if omitted)");
   detach->add_option("devid", devid, "Device id")->capture_default_str();
+  bool detach_force = false;
+  detach->add_flag("--force,-f", detach_force, "Detach even if the guest keeps the device in use (its I/O then fails)");
   json_flag(detach);
 
   std::vector<std::string> bench_what;
@@ -382,6 +384,7 @@ int main(int argc, char** argv) {
     if (*detach) {
       json req = {{"verb", "detach"}, {"dom", dom}};
       if (!kind.empty()) req["kind"] = kind, req["devid"] = devid;
+      if (detach_force) req["force"] = true;
       auto r = call(socket, req, as_json);
       if (r && !as_json) std::cout << fmt::format("dom {}: detached {}\n", dom, kind.empty() ? "all devices" : kind + "/" + std::to_string(devid));
       return r ? 0 : 1;

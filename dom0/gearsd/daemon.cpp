@@ -353,10 +353,11 @@ void Daemon::verb_detach(const json& req, Reply reply) {
   const auto devid = get_uint(req, "devid", kMaxDevid, false, err, 0);
   if (!devid) return reply(error_response(err));
   const DeviceKey key{*kind, *dom, *devid};
+  const bool force = req.contains("force") && req["force"].is_boolean() && req["force"].get<bool>();
   registry_.detach(key, [reply, key](const std::string& e) {
     reply(e.empty() ? json{{"ok", true}, {"dom", key.domid}, {"detached", key.name()}}
                     : error_response(fmt::format("dom={} dev={}: {}", key.domid, key.name(), e)));
-  });
+  }, force);
 }
 
 void Daemon::render_metrics(std::function<void(std::string)> done) {

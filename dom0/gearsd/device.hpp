@@ -55,6 +55,9 @@ class Device {
   [[nodiscard]] std::string_view kind() const { return spec_.key.kind; }
 
   [[nodiscard]] virtual Status start(Reactor& loop) = 0;
+  // Called before stop() on a user's detach: "" = go ahead; else a one-line reason to refuse it, and the device
+  // must then be left working (e.g. a guest that keeps its disk open). `force` = the user insists: never refuse.
+  [[nodiscard]] virtual std::string prepare_detach(bool /*force*/) { return {}; }
   virtual void stop() = 0;
   [[nodiscard]] virtual nlohmann::json stats() const = 0;
   // Prometheus samples; gearsd prepends the labels dom, dev and kind to each.

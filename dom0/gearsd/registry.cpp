@@ -91,24 +91,39 @@ void DeviceRegistry::attach(DeviceSpec spec, Done done) {
   });
 }
 
-void DeviceRegistry::detach(const DeviceKey& key, Done done) {
+void DeviceRegistry::detach(const DeviceKey& key, Done done, bool force) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return done("not attached");
   Entry& e = it->second;
-  if (!e.hosted) return done("already detaching");
+  if (!e.hosted || e.info.state == DeviceState::stopping) return done("already detaching");
+  const DeviceState before = e.info.state;
   e.info.state = DeviceState::stopping;
   const std::size_t w = e.info.worker;
   const std::uint64_t serial = e.serial;
-  log_device(spdlog::level::info, key, "detaching");
-  workers_.reactor(w).post([this, h = std::move(e.hosted), key, serial, w, done = std::move(done)]() mutable {
-    if (h->started) h->dev->stop();
-    h.reset();  // destroyed on the owning thread
-    main_.post([this, key, serial, w, done = std::move(done)] {
-      if (find(key, serial)) entries_.erase(key);
-      workers_.add_load(w, -1);
-      ++counters_.detached;
-      log_device(spdlog::level::info, key, "detached");
-      done("");
+  log_device(spdlog::level::info, key, "detaching{}", force ? " (forced)" : "");
+  Hosted* h = e.hosted.get();  // alive when the task runs: only this detach can hand it over for destruction
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  workers_.reactor(w).post([this, h, key, serial, w, force, before, shared_done] {
+    std::string refused = h->started ? h->dev->prepare_detach(force) : std::string{};
+    main_.post([this, key, serial, w, before, shared_done, refused = std::move(refused)] {
+      Entry* cur = find(key, serial);
+      if (!cur) return (*shared_done)("not attached");
+      if (!refused.empty()) {
+        cur->info.state = before;
+        log_device(spdlog::level::warn, key, "detach refused: {}", refused);
+        return (*shared_done)(refused);
+      }
+      workers_.reactor(w).post([this, hosted = std::move(cur->hosted), key, serial, w, shared_done]() mutable {
+        if (hosted->started) hosted->dev->stop();
+        hosted.reset();  // destroyed on the owning thread
+        main_.post([this, key, serial, w, shared_done] {
+          if (find(key, serial)) entries_.erase(key);
+          workers_.add_load(w, -1);
+          ++counters_.detached;
+          log_device(spdlog::level::info, key, "detached");
+          (*shared_done)("");
+        });
+      });
     });
   });
 }

@@ -57,8 +57,9 @@ class DeviceRegistry {
 
   // Creates the device and starts it on its worker; `done` runs once start() returned.
   void attach(DeviceSpec spec, Done done);
-  // Stops and destroys the device on its worker; `done` runs after that.
-  void detach(const DeviceKey& key, Done done);
+  // Stops and destroys the device on its worker; `done` runs after that. Unless `force`, the device may refuse
+  // (Device::prepare_detach): `done` gets its reason and the device keeps running.
+  void detach(const DeviceKey& key, Done done, bool force = true);
   // Runs Device::control(request) on the device's worker; `done` gets the reply on the main thread.
   void control(const DeviceKey& key, nlohmann::json request, std::function<void(nlohmann::json)> done);
   // Detaches every device of `domid` and forgets its static hints.

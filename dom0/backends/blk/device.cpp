@@ -16,6 +16,7 @@ namespace gears::blk {
 namespace {
 
 constexpr std::uint32_t kVdiskReadonly = 4;  // VDISK_READONLY in blkif.h's `info`
+constexpr int kDetachWaitMs = 10000;  // how long a detach waits for the frontend (TCG guests are slow)
 
 std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(
@@ -170,31 +171,61 @@ Status BlkDevice::start(daemon::Reactor& loop) {
   return {};
 }
 
+// Detach as xl does (libxl: online=0 + Closing, then wait for the frontend). A frontend that keeps the disk open
+// stays Connected (older blkfronts refuse with "Device in use"): unless forced, we then refuse the detach and
+// go back to Connected, so the disk keeps working. Linux >= 5.19 blkfront closes even when mounted (it marks
+// the disk dead): the detach then proceeds, and every request it issued is answered before the ring goes away
+// (an unanswered one makes its del_gendisk, in xenwatch, wait forever).
+std::string BlkDevice::prepare_detach(bool force) {
+  if (!store_ || !driver_ || driver_->removed()) return {};
+  const std::string be = driver_->be_path();
+  (void)store_->write(be + "/online", "0");
+  (void)store_->write(be + "/state", std::to_string(static_cast<int>(XenbusStateClosing)));
+  if (wait_frontend_closed(kDetachWaitMs) || force) return {};
+  (void)store_->write(be + "/state", std::to_string(static_cast<int>(XenbusStateConnected)));
+  (void)store_->write(be + "/online", "1");
+  return fmt::format("the guest did not release the disk within {} s (in use, e.g. mounted?): not detached, it keeps "
+                     "working; unmount it in the guest, or detach --force (the guest's I/O to it then fails)",
+                     kDetachWaitMs / 1000);
+}
+
+bool BlkDevice::wait_frontend_closed(int ms) {
+  const std::string fe = driver_->fe_path();
+  for (int t = 0; t <= ms; t += 50) {
+    auto st = store_->read(fe + "/state");
+    if (!st || *st == "6" || *st == "1") return true;  // gone, Closed, or never connected (Initialising)
+    serve_once();  // keep serving while the frontend winds down: it may still have requests in flight
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+std::size_t BlkDevice::outstanding() const {
+  std::size_t n = 0;
+  for (const auto& s : slots_)
+    if (s.state != SlotState::free && s.gen == gen_ && !s.cancelled) ++n;
+  return n;
+}
+
 void BlkDevice::stop() {
   const auto dom = static_cast<domid_t>(domid());
   if (store_ && driver_ && !driver_->removed()) {
-    // Hot-unplug as libxl does: online=0 + Closing, give the frontend a moment to close, then Closed.
-    const std::string be = driver_->be_path(), fe = driver_->fe_path();
+    const std::string be = driver_->be_path();
     (void)store_->write(be + "/online", "0");
     (void)store_->write(be + "/state", std::to_string(static_cast<int>(XenbusStateClosing)));
-    // Keep serving while the frontend closes: it may still have requests in flight.
-    bool closed = false;
-    for (int i = 0; i < 100 && !closed; ++i) {
-      auto st = store_->read(fe + "/state");
-      closed = !st || *st == "6" || *st == "1";  // gone, Closed, or never connected (Initialising)
-      if (!closed) {
-        serve_once();
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
+    // Serve what the frontend already issued (bounded), then answer the rest with errors.
+    for (int i = 0; i < 100 && outstanding() > 0; ++i) {
+      serve_once();
+      if (outstanding() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    // A frontend that did not close (disk still in use) gets every outstanding request answered (errors for
-    // those not yet started), so its kernel never waits forever for a response that cannot come.
-    if (!closed) {
-      spdlog::warn("dom={} dev={}: frontend did not close within 5 s (disk in use?): failing its outstanding requests",
-                   domid(), name());
-      drain();
-    }
+    drain();
     (void)store_->write(be + "/state", std::to_string(static_cast<int>(XenbusStateClosed)));
+    // A forced detach of a disk in use: the frontend sees our Closed and closes too; until then, any request it
+    // still issues is answered (with an error once the queue is drained), so nothing in the guest waits forever.
+    if (!wait_frontend_closed(kDetachWaitMs))
+      spdlog::warn("dom={} dev={}: frontend still not closed after {} s: removing the device anyway", domid(), name(),
+                   kDetachWaitMs / 1000);
+    drain();
   }
   if (loop_) {
     for (auto id : {store_watch_, target_watch_, timer_})
@@ -315,6 +346,9 @@ Status BlkDevice::connect(xen::Store& s, const std::string& fe, domid_t fe_dom) 
 }
 
 void BlkDevice::disconnect() {
+  // A frontend that closes with requests in flight (Linux blkfront does, on Closing) still waits for their
+  // responses: answer them while the rings are mapped.
+  if (!queues_.empty() && outstanding() > 0) drain();
   for (auto& q : queues_)
     if (loop_ && q.watch) loop_->remove(q.watch);
   queues_.clear();

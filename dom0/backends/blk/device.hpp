@@ -62,6 +62,7 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   ~BlkDevice() override;
 
   [[nodiscard]] Status start(daemon::Reactor& loop) override;
+  [[nodiscard]] std::string prepare_detach(bool force) override;
   void stop() override;
   [[nodiscard]] nlohmann::json stats() const override;
   void metrics(daemon::MetricSet& out) const override;
@@ -105,6 +106,10 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   // Detach helpers (stop(), blocking the worker for a bounded time): one service round; answer everything.
   void serve_once();
   void drain();
+  // Serves until the frontend's state is Closed/gone (true) or `ms` passed (false).
+  [[nodiscard]] bool wait_frontend_closed(int ms);
+  // Requests of the current connection not yet answered.
+  [[nodiscard]] std::size_t outstanding() const;
   // One request copied out of queue q's ring.
   void intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc);
   void respond(std::uint32_t q, std::uint64_t id, std::uint8_t op, std::int16_t status);

@@ -63,6 +63,9 @@ class Dom0 : public fake::LoopHost<> {
     const Status st = start(dom, blk::make_blk_device(spec));  // the factory runs on gearsd's main thread
     ASSERT_TRUE(st.ok()) << st.error().what;
   }
+  std::string prepare_detach(unsigned dom, bool force) {
+    return on_loop([this, dom, force] { return device(dom).prepare_detach(force); });
+  }
 };
 
 class BlkE2E : public ::testing::Test {
@@ -273,6 +276,28 @@ TEST_F(BlkE2E, DetachRemovesTheNodes) {
   dom0_->remove(5);
   EXPECT_FALSE(fake::store_exists(be_dir(5, 1)));
   EXPECT_FALSE(fake::store_exists("/local/domain/5/device/vbd/1"));
+}
+
+// xl block-detach semantics: a frontend that stays Connected (its disk in use) makes the detach fail, and the
+// disk keeps working; --force does not ask.
+TEST_F(BlkE2E, DetachOfADiskInUseIsRefusedUnlessForced) {
+  TempDisk disk(16 << 20);
+  dom0_->add(5, 51728, {{"target", "file:" + disk.path}});
+  fake::AsDomain as(5);
+  blkfront::Options o;
+  o.devid = 51728;
+  blkfront::Frontend f(o);  // connected; it never answers Closing
+  const std::string why = dom0_->prepare_detach(5, false);
+  EXPECT_NE(why.find("in use"), std::string::npos) << why;
+  EXPECT_NE(why.find("--force"), std::string::npos) << why;
+  EXPECT_EQ(fake::store_read(be_dir(5, 51728) + "/state"), "4");
+  EXPECT_EQ(fake::store_read(be_dir(5, 51728) + "/online"), "1");
+  auto r = f.rw(BLKIF_OP_READ, 0, 0, 1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, BLKIF_RSP_OKAY);
+  EXPECT_EQ(dom0_->prepare_detach(5, true), "");
+  dom0_->remove(5);
+  EXPECT_FALSE(fake::store_exists(be_dir(5, 51728)));
 }
 
 TEST(BlkVdev, Names) {
