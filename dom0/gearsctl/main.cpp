@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
   m_volume->add_option("--db", media_db, "Gain in dB")->check(CLI::Range(-120.0, 12.0));
   m_volume->add_flag("--mute", media_mute, "Mute (the gain is kept)");
   auto* m_sink = media->add_subcommand("sink", "Switch the mixer's sink");
-  m_sink->add_option("spec", media_sink, "wav:<path> or null")->required();
+  m_sink->add_option("spec", media_sink, "wav:<path>, alsa:<pcm> or null")->required();
   media->require_subcommand(1);
 
   try {

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   std::string media_resampler = "sinc-fastest";
   std::uint32_t media_rate = 48000, media_period_ms = 10;
   float media_duck_db = 20.0F;
-  app.add_option("--media-sink", media_sink, "Mixer output: wav:<path> or null")->capture_default_str();
+  app.add_option("--media-sink", media_sink, "Mixer output: wav:<path>, alsa:<device> or null")->capture_default_str();
   app.add_option("--media-rate", media_rate, "Mixer rate (Hz)")->capture_default_str()->check(CLI::Range(8000, 192000));
   app.add_option("--media-period-ms", media_period_ms, "Mixer clock period (ms)")->capture_default_str()
       ->check(CLI::Range(1, 100));

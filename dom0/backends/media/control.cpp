@@ -37,7 +37,8 @@ nlohmann::json media_request(Mixer& mixer, const nlohmann::json& req) {
   }
   if (verb == "media-sink") {
     const auto sink = req.find("sink");
-    if (sink == req.end() || !sink->is_string()) return err("media-sink needs \"sink\": wav:<path> or null");
+    if (sink == req.end() || !sink->is_string())
+      return err("media-sink needs \"sink\": wav:<path>, alsa:<device> or null");
     try {
       mixer.set_sink(make_sink(sink->get<std::string>(), mixer.config().rate));
     } catch (const std::exception& e) {

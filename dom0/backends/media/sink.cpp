@@ -1,5 +1,6 @@
 #include "dom0/backends/media/sink.hpp"
 
+#include <alsa/asoundlib.h>
 #include <samplerate.h>
 #include <sndfile.h>
 #include <spdlog/spdlog.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
@@ -17,6 +19,7 @@
 namespace gears::media {
 namespace {
 
+snd_pcm_t* as_pcm(void* p) { return static_cast<snd_pcm_t*>(p); }
 SNDFILE* as_sf(void* p) { return static_cast<SNDFILE*>(p); }
 SRC_STATE* as_src(void* p) { return static_cast<SRC_STATE*>(p); }
 
@@ -62,10 +65,58 @@ Status WavSink::write(std::span<const float> interleaved, std::size_t frames) {
   return {};
 }
 
+AlsaSink::AlsaSink(const std::string& device, std::uint32_t rate, std::uint32_t channels)
+    : device_(device), channels_(channels) {
+  snd_pcm_t* pcm = nullptr;
+  int rc = snd_pcm_open(&pcm, device.c_str(), SND_PCM_STREAM_PLAYBACK, SND_PCM_NONBLOCK);
+  if (rc < 0) throw std::runtime_error("cannot open ALSA sink '" + device + "': " + snd_strerror(rc));
+  // 200 ms of device buffer absorbs the mixer's late wake-ups; alsa-lib may resample (plug devices).
+  rc = snd_pcm_set_params(pcm, SND_PCM_FORMAT_S16_LE, SND_PCM_ACCESS_RW_INTERLEAVED, channels, rate, 1, 200'000);
+  if (rc < 0) {
+    snd_pcm_close(pcm);
+    throw std::runtime_error("ALSA sink '" + device + "': cannot set S16_LE/" + std::to_string(channels) + "ch/" +
+                             std::to_string(rate) + " Hz: " + snd_strerror(rc));
+  }
+  pcm_ = pcm;
+}
+
+AlsaSink::~AlsaSink() {
+  if (pcm_) snd_pcm_close(as_pcm(pcm_));
+}
+
+Status AlsaSink::write(std::span<const float> interleaved, std::size_t frames) {
+  const std::size_t n = frames * channels_;
+  if (interleaved.size() < n) return Error{EINVAL, "alsa sink: short buffer"};
+  if (buf_.size() < n) buf_.resize(n);
+  for (std::size_t i = 0; i < n; ++i)
+    buf_[i] = static_cast<std::int16_t>(std::lrintf(std::clamp(interleaved[i], -1.0F, 1.0F) * 32767.0F));
+  std::size_t done = 0;
+  bool recovered = false;
+  while (done < frames) {
+    const snd_pcm_sframes_t w =
+        snd_pcm_writei(as_pcm(pcm_), buf_.data() + done * channels_, frames - done);
+    if (w >= 0) {
+      done += static_cast<std::size_t>(w);
+      continue;
+    }
+    if (w == -EAGAIN) break;  // device full: drop the rest, never block the mixer clock
+    if (recovered || snd_pcm_recover(as_pcm(pcm_), static_cast<int>(w), 1) < 0) {
+      dropped_ += frames - done;
+      return Error{static_cast<int>(-w), std::string("alsa sink: ") + snd_strerror(static_cast<int>(w))};
+    }
+    recovered = true;  // one recovery (underrun / suspend) per call
+    ++recoveries_;
+  }
+  written_ += done;
+  dropped_ += frames - done;
+  return {};
+}
+
 std::unique_ptr<Sink> make_sink(const std::string& spec, std::uint32_t rate) {
   if (spec == "null" || spec.empty()) return std::make_unique<NullSink>();
+  if (spec.rfind("alsa:", 0) == 0 && spec.size() > 5) return std::make_unique<AlsaSink>(spec.substr(5), rate, 2);
   if (spec.rfind("wav:", 0) == 0 && spec.size() > 4) return std::make_unique<WavSink>(spec.substr(4), rate, 2);
-  throw std::invalid_argument("media sink '" + spec + "' is not one of wav:<path>, null");
+  throw std::invalid_argument("media sink '" + spec + "' is not one of wav:<path>, alsa:<device>, null");
 }
 
 // ---- conversion ---------------------------------------------------------------------------------------------------

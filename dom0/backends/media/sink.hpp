@@ -61,7 +61,29 @@ class NullSink final : public Sink {
   [[nodiscard]] std::string describe() const override { return "null"; }
 };
 
-// "wav:<path>" or "null". Throws std::invalid_argument / std::runtime_error with a clear message.
+// An ALSA PCM playback device (e.g. "default", "hw:Loopback,0,0"), S16_LE interleaved at the mixer rate. Opened
+// non-blocking: the mixer clock paces the mix, so a device that is full (or slower than its nominal rate) loses
+// the frames it cannot take (counted in dropped()) instead of stalling the mixer; an underrun is recovered with
+// snd_pcm_recover. Owns the snd_pcm_t handle.
+class AlsaSink final : public Sink {
+ public:
+  AlsaSink(const std::string& device, std::uint32_t rate, std::uint32_t channels);  // throws std::runtime_error
+  ~AlsaSink() override;
+  [[nodiscard]] Status write(std::span<const float> interleaved, std::size_t frames) override;
+  [[nodiscard]] std::string describe() const override { return "alsa:" + device_; }
+  [[nodiscard]] std::uint64_t written() const { return written_; }
+  [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
+  [[nodiscard]] std::uint64_t recoveries() const { return recoveries_; }
+
+ private:
+  std::string device_;
+  void* pcm_ = nullptr;  // snd_pcm_t*
+  std::uint32_t channels_;
+  std::vector<std::int16_t> buf_;  // conversion buffer; grows to the largest mixer chunk, then stays
+  std::uint64_t written_ = 0, dropped_ = 0, recoveries_ = 0;
+};
+
+// "wav:<path>", "alsa:<pcm device>" or "null". Throws std::invalid_argument / std::runtime_error with a clear message.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const std::string& spec, std::uint32_t rate);
 
 // ---- format conversion -------------------------------------------------------------------------------------------

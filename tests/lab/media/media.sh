@@ -1,6 +1,6 @@
 #!/bin/bash
 # Media backend lab tests (issue 6), against the lab booted by the `gears_lab` fixture.
-#   media.sh mix | duck | hostile
+#   media.sh mix | duck | hostile | capture
 # gearsd runs in dom0 with the vsnd backend (discovery of backend/vsnd written by libxl) and a media control
 # socket; each test points the mixer's sink at its own WAV on the lab's read-write share, so the host reads it.
 # Extra domUs with `vsnd=` are created AFTER gearsd runs (xl create waits for the backend's InitWait):
@@ -17,6 +17,7 @@ LOG=/run/gears/gearsd.log  # in dom0 (tmpfs: the 9p share is slow under TCG)
 # real-time budget small. Guests play 11.025 / 8 kHz tones, so every stream is rate-converted.
 RATE=${GEARS_MEDIA_RATE:-16000}
 RESAMPLER=${GEARS_MEDIA_RESAMPLER:-linear}
+CAPTURE_HZ=700             # gearsd's capture generator; no guest plays this tone, so finding it proves capture
 mkdir -p "$OUT"
 
 fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 40 $LOG" >&2; exit 1; }
@@ -38,14 +39,14 @@ ensure_gearsd() {
         mkdir -p /run/gears
         setsid $g --socket /run/gears/gearsd.sock --log-file $LOG --log-level debug \
           --media-duck-db 20 --media-sink null --media-rate $RATE --media-resampler $RESAMPLER --media-period-ms 20 \
-          </dev/null >/dev/null 2>&1 &
+          --media-capture sine:$CAPTURE_HZ </dev/null >/dev/null 2>&1 &
         for i in \$(seq 100); do gearsctl media status >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1" \
     || fail "gearsd with the media backend did not start"
 }
 
-# A PV guest like pv1 plus one vsnd card (one playback stream, unique-id $2); $3 = extra kernel args.
+# A PV guest like pv1 plus one vsnd card (one stream, unique-id $2); $3 = extra kernel args; $4 = p|c (playback).
 ensure_guest() {
-  local name=$1 uid=$2 extra=${3:-}
+  local name=$1 uid=$2 extra=${3:-} type=${4:-p}
   if dom0 "xl domid $name >/dev/null 2>&1 && xenstore-read /local/domain/\$(xl domid $name)/data/lab/ready" >/dev/null 2>&1; then
     return 0
   fi
@@ -57,7 +58,7 @@ ensure_guest() {
   sed -e "s/^name = .*/name = \"$name\"/" -e "s/^memory = .*/memory = 256/" -e "s|^ramdisk = .*|ramdisk = \"$rd\"|" \
       -e "s/^extra = \"\(.*\)\"/extra = \"\1 $extra\"/" "$LABDIR/run/pv1.cfg" >"$cfg"
   cat >>"$cfg" <<EOF
-vsnd = [ [ 'CARD, short-name=Gears, sample-rates=8000;11025;16000;22050;44100;48000, buffer-size=65536', 'PCM, name=main', 'STREAM, unique-id=$uid, type=p' ] ]
+vsnd = [ [ 'CARD, short-name=Gears, sample-rates=8000;11025;16000;22050;44100;48000, buffer-size=65536', 'PCM, name=main', 'STREAM, unique-id=$uid, type=$type' ] ]
 EOF
   T=400 dom0 "lab/guest/dom0-domu.sh create $name $cfg 300" || fail "xl create $name (vsnd) failed"
 }
@@ -78,7 +79,7 @@ now() { dom0 "date +%s"; }
 # domains a test does not use (real-time audio needs the CPU), and unpause the fixture guests afterwards.
 only() {
   local keep=" $* " d
-  for d in pv1 pvh1 snda sndb sndh; do
+  for d in pv1 pvh1 snda sndb sndh sndc; do
     case "$keep" in *" $d "*) dom0 "xl unpause $d 2>/dev/null; true" >/dev/null ;;
       *) dom0 "xl list $d >/dev/null 2>&1 && xl pause $d 2>/dev/null; true" >/dev/null ;; esac
   done
@@ -205,9 +206,42 @@ EOF
   pass "malformed requests got errors, the ring violation closed sndh's device, snda kept playing"
 }
 
+# sndc's stock snd-xen-front captures with arecord (`aplay -C`: the guest image carries aplay only; 8 kHz mono, 2 s)
+# from gearsd's generator (sine:700); the guest returns the WAV base64 over the exec channel (its output is capped
+# at 64 KiB, hence 2 s) and the host checks its spectrum: 700 Hz is the main peak and is present for the 2 s the
+# WAV's frames span (+-5%; duration from frames, not wall time).
+t_capture() {
+  ensure_gearsd
+  ensure_guest sndc 401 "" c
+  only sndc
+  local out; out=$(guest sndc "for i in \$(seq 240); do grep -q '[0-9] \[' /proc/asound/cards 2>/dev/null && break; sleep 0.5; done
+gears-sndfront-tone --alsa-conf >/tmp/alsa.conf || exit 3
+ALSA_CONFIG_PATH=/tmp/alsa.conf aplay -C -D hw:0,0 -f S16_LE -r 8000 -c 1 -d 2 --buffer-time=2000000 \
+  --period-time=250000 /tmp/c.wav >/tmp/arecord.out 2>&1; rc=\$?
+cat /tmp/arecord.out; echo \"arecord rc=\$rc\"
+echo BEGIN-WAV; base64 /tmp/c.wav | tr -d '\n'; echo; echo END-WAV; exit \$rc") || fail "arecord in sndc failed: $out"
+  echo "$out" | grep -v '^[A-Za-z0-9+/=]\{200,\}$'
+  local wav=$OUT/capture.wav
+  echo "$out" | sed -n '/^BEGIN-WAV$/,/^END-WAV$/p' | sed '1d;$d' | tr -d '\n' | base64 -d >"$wav" || fail "no WAV from sndc"
+  local r; r=$("$BIN/media-wavcheck" "$wav" --freq $CAPTURE_HZ) || fail "wavcheck failed"
+  echo "$r" | tee "$OUT/capture.json"
+  python3 - "$r" $CAPTURE_HZ <<'EOF' || fail "the captured WAV does not hold the generator's tone"
+import json, sys
+r, want = json.loads(sys.argv[1]), float(sys.argv[2])
+top = r["peaks"][0]["hz"] if r["peaks"] else None
+t = r["tones"][0]
+err = (t["present_s"] - 2.0) / 2.0 * 100
+print(f"main peak {top} Hz (want {want:.0f}), tone present {t['present_s']:.2f} s of 2.00 s ({err:+.1f}%),"
+      f" level {t['level_db']:.1f} dBFS, wav {r['duration_s']:.2f} s")
+sys.exit(0 if top is not None and abs(top - want) <= 10 and abs(err) <= 5.0 else 1)
+EOF
+  pass "arecord (aplay -C) in sndc recorded gearsd's $CAPTURE_HZ Hz generator through stock snd-xen-front"
+}
+
 case "${1:-}" in
+  capture) t_capture ;;
   mix) t_mix ;;
   duck) t_duck ;;
   hostile) t_hostile ;;
-  *) echo "usage: $0 mix|duck|hostile" >&2; exit 2 ;;
+  *) echo "usage: $0 mix|duck|hostile|capture" >&2; exit 2 ;;
 esac

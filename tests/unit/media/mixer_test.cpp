@@ -166,6 +166,19 @@ TEST(MediaSink, WavFileHoldsWhatWasWritten) {
   EXPECT_THROW(make_sink("wav:/nonexistent-dir/x.wav", 48000), std::runtime_error);
 }
 
+// alsa-lib's "null" PCM (no sound card needed): the sink opens, converts and writes every frame of a chunk that
+// fits its 200 ms buffer; a missing device fails at setup with the device's name.
+TEST(MediaSink, AlsaNullDeviceTakesTheMix) {
+  AlsaSink s("null", 48000, 2);
+  std::vector<float> buf(960, 0.5F);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s.write(buf, 480).ok());
+  EXPECT_EQ(s.written(), 4800U);
+  EXPECT_EQ(s.dropped(), 0U);
+  EXPECT_FALSE(s.write(std::span<const float>(buf).first(10), 480).ok());  // short buffer: rejected, not read
+  EXPECT_EQ(make_sink("alsa:null", 48000)->describe(), "alsa:null");
+  EXPECT_THROW(make_sink("alsa:gears-no-such-pcm", 48000), std::runtime_error);
+}
+
 TEST(MediaSched, RoleFromStreamDomainOrDefault) {
   EXPECT_EQ(stream_key("42"), 42U);
   EXPECT_NE(stream_key("voice-a"), stream_key("voice-b"));
