@@ -107,6 +107,7 @@ class RawUp {
   }
   void set_prod(std::uint32_t v) { ring::shm::store_release(hdr_->prod, v); }
   std::uint32_t cons() const { return ring::shm::load_relaxed(hdr_->cons); }
+  std::uint32_t prod() const { return ring::shm::load_relaxed(hdr_->prod); }
 
  private:
   void put(std::uint32_t at, std::span<const std::byte> b) {
@@ -165,10 +166,23 @@ void misbehave(front::Channel& ch, Misbehaviour m) {
       up.frame(sizeof t, static_cast<std::uint16_t>(channel::FrameType::Hints), t);
       break;
     }
-    case Misbehaviour::flood: {  // valid hint sets, faster than kMaxControlFramesPerSec, all in the ring at once
+    case Misbehaviour::flood: {
+      // Valid hint sets as fast as dom0 takes them, until it closes us: the limit is a rate dom0 measures while it
+      // consumes, so a fixed burst could be read across a window boundary on a slow (sanitized, loaded) host.
       const auto h = tlv("class=bronze");
-      for (std::uint32_t i = 0; i < channel::kMaxControlFramesPerSec + 200; ++i)
+      const auto bytes = static_cast<std::uint32_t>(ring::kFrameHeaderSize + h.size());
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      std::uint32_t sent = 0;
+      while ((sent % 64 != 0 || ch.backend_connected()) && std::chrono::steady_clock::now() < deadline) {
+        if (up.prod() - up.cons() + bytes > up.size()) {  // ring full: let dom0 drain it (if it still does)
+          if (!ch.backend_connected()) break;
+          (void)ch.kick();
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
         up.frame(static_cast<std::uint32_t>(h.size()), static_cast<std::uint16_t>(channel::FrameType::Hints), h);
+        if (++sent % 512 == 0) (void)ch.kick();
+      }
       break;
     }
   }
