@@ -1,6 +1,6 @@
 #!/bin/bash
 # Media backend lab tests (issue 6), against the lab booted by the `gears_lab` fixture.
-#   media.sh mix | duck | hostile | capture
+#   media.sh mix | duck | hostile | capture | bench [SECONDS]
 # gearsd runs in dom0 with the vsnd backend (discovery of backend/vsnd written by libxl) and a media control
 # socket; each test points the mixer's sink at its own WAV on the lab's read-write share, so the host reads it.
 # Extra domUs with `vsnd=` are created AFTER gearsd runs (xl create waits for the backend's InitWait):
@@ -63,16 +63,41 @@ EOF
   T=400 dom0 "lab/guest/dom0-domu.sh create $name $cfg 300" || fail "xl create $name (vsnd) failed"
 }
 
-# play_at <guest> <hz> <seconds> <rate> <channels> <epoch>: ONE guest command (each guest round trip costs
-# seconds to minutes on a loaded host): wait for the snd-xen-front card, write the tone and the ALSA config aplay
-# needs, wait until <epoch> (dom0's clock; PV guests share Xen's wallclock), then aplay through the card.
+# Start barrier. A guest command prepares, announces it is ready (data/media/ready in its xenstore directory) and
+# waits for dom0's go epoch (data/media/go; dom0's clock, which PV guests share through Xen's wallclock); `release`
+# gives go = now + 2 s once every guest is ready. Each guest round trip costs seconds on a quiet host and minutes
+# on a loaded one, so a fixed lead would either waste time or be too short.
+# await_go <offset>: the guest-side part (prints late_s: how late the guest was for go + offset).
+await_go() {
+  echo "xenstore-write data/media/ready 1
+while ! go=\$(xenstore-read data/media/go 2>/dev/null); do sleep 0.1; done
+echo late_s=\$(( \$(date +%s) - go - $1 ))
+while [ \$(date +%s) -lt \$(( go + $1 )) ]; do sleep 0.1; done"
+}
+ids_of() { local g ids=""; for g; do ids="$ids $(domid "$g")" || return 1; done; echo "$ids"; }
+# arm <guest>...: clears the guests' barrier keys; call it before sending their commands.
+arm() {
+  local ids; ids=$(ids_of "$@") || fail "no domain among: $*"
+  dom0 "for i in $ids; do xenstore-rm /local/domain/\$i/data/media 2>/dev/null; done; true" >/dev/null
+}
+# release <guest>...: waits (up to 5 min) until every guest is ready, then sets go; prints the go epoch.
+release() {
+  local ids; ids=$(ids_of "$@") || fail "no domain among: $*"
+  T=400 dom0 "for i in $ids; do n=0; until xenstore-read /local/domain/\$i/data/media/ready >/dev/null 2>&1; do
+        n=\$((n + 1)); [ \$n -gt 3000 ] && exit 1; sleep 0.1; done; done
+      go=\$(( \$(date +%s) + 2 )); for i in $ids; do xenstore-write /local/domain/\$i/data/media/go \$go; done; echo \$go" \
+    || fail "not every guest got ready to play: $*"
+}
+
+# play_at <guest> <hz> <seconds> <rate> <channels> <offset>: ONE guest command: wait for the snd-xen-front card,
+# write the tone and the ALSA config aplay needs, then (await_go) at go + <offset> aplay through the card
+# (buffer BUF_US and period PERIOD_US, 2 s and 250 ms unless set).
 play_at() {
   guest "$1" "for i in \$(seq 240); do grep -q '[0-9] \[' /proc/asound/cards 2>/dev/null && break; sleep 0.5; done
 cat /proc/asound/cards | head -1
 gears-sndfront-tone --alsa-conf >/tmp/alsa.conf && gears-sndfront-tone $2 $3 $4 $5 0.5 >/tmp/t.wav || exit 3
-echo late_s=\$(( \$(date +%s) - $6 ))
-while [ \$(date +%s) -lt $6 ]; do sleep 0.1; done
-ALSA_CONFIG_PATH=/tmp/alsa.conf aplay -D hw:0,0 --buffer-time=2000000 --period-time=250000 /tmp/t.wav 2>&1; echo aplay rc=\$?"
+$(await_go "$6")
+ALSA_CONFIG_PATH=/tmp/alsa.conf aplay -D hw:0,0 --buffer-time=${BUF_US:-2000000} --period-time=${PERIOD_US:-250000} /tmp/t.wav 2>&1; echo aplay rc=\$?"
 }
 now() { dom0 "date +%s"; }
 # The lab runs every domain on one emulated pCPU, and an idle guest costs ~20% of it under TCG: pause the
@@ -100,9 +125,10 @@ t_mix() {
   local wav=$OUT/mix.wav
   rm -f "$wav"
   record mix
-  local t0; t0=$(( $(now) + ${LEAD:-60} ))
-  play_at snda 440 6 11025 1 $t0 >"$OUT/mix.snda.out" & local pa=$!
-  play_at sndb 1000 6 8000 1 $t0 >"$OUT/mix.sndb.out" & local pb=$!
+  arm snda sndb
+  play_at snda 440 6 11025 1 0 >"$OUT/mix.snda.out" & local pa=$!
+  play_at sndb 1000 6 8000 1 0 >"$OUT/mix.sndb.out" & local pb=$!
+  release snda sndb >/dev/null
   wait $pa $pb
   dom0 "gearsctl media status" | tee "$OUT/mix.status"
   stop_record mix
@@ -142,10 +168,11 @@ t_duck() {
   local wav=$OUT/duck.wav
   rm -f "$wav"
   record duck
-  local t0; t0=$(( $(now) + ${LEAD:-60} ))
-  play_at snda 440 20 11025 1 $t0 >"$OUT/duck.snda.out" & local pa=$!
-  play_at sndb 1000 5 8000 1 $((t0 + 8)) >"$OUT/duck.sndb.out" & local pb=$!
-  sleep $(( t0 + 10 - $(now) ))
+  arm snda sndb
+  play_at snda 440 20 11025 1 0 >"$OUT/duck.snda.out" & local pa=$!
+  play_at sndb 1000 5 8000 1 8 >"$OUT/duck.sndb.out" & local pb=$!
+  local t0; t0=$(release snda sndb)
+  local d; d=$(( t0 + 10 - $(now) )); [ "$d" -gt 0 ] && sleep "$d"
   dom0 "gearsctl media status" | tee "$OUT/duck.status"
   wait $pa $pb
   stop_record duck
@@ -176,9 +203,13 @@ t_hostile() {
   local wav=$OUT/hostile.wav
   rm -f "$wav"
   record hostile
-  local t0; t0=$(( $(now) + ${LEAD:-60} ))
-  play_at snda 440 30 11025 1 $t0 >"$OUT/hostile.snda.out" & local pa=$!
-  local out; out=$(guest sndh "while [ \$(date +%s) -lt $((t0 + 3)) ]; do sleep 0.2; done; gears-sndfront-hostile")
+  arm snda sndh
+  play_at snda 440 30 11025 1 0 >"$OUT/hostile.snda.out" & local pa=$!
+  guest sndh "$(await_go 3)
+gears-sndfront-hostile" >"$OUT/hostile.front.out" & local ph=$!
+  release snda sndh >/dev/null
+  wait $ph
+  local out; out=$(grep -v '^late_s=' "$OUT/hostile.front.out")
   echo "$out" | tee "$OUT/hostile.front.json"
   wait $pa
   stop_record hostile
@@ -238,10 +269,92 @@ EOF
   pass "arecord (aplay -C) in sndc recorded gearsd's $CAPTURE_HZ Hz generator through stock snd-xen-front"
 }
 
+# bench [SECONDS]: media.latency_ms and media.cpu_pct for bench/suites/media.py; prints one JSON line last.
+# snda alone, then snda and sndb together, play SECONDS of tone through stock snd-xen-front into the null sink,
+# with a small ALSA buffer (BUF_US, 200 ms; periods of PERIOD_US, 50 ms). While they play, dom0 samples gearsd's
+# CPU time (/proc/<pid>/stat, utime+stime) over a window, then each stream's write->sink latency (gearsctl stats:
+# the backend stamps each write when it takes it off the ring and the mixer pops the stamp when it hands those
+# bytes to the sink). A window of the same length with no stream open is the CPU baseline.
+t_bench() {
+  local secs=${1:-20}
+  local win=$(( secs - 8 ))
+  [ "$win" -ge 4 ] || fail "bench needs at least 12 s of play"
+  export BUF_US=${BUF_US:-200000} PERIOD_US=${PERIOD_US:-50000}
+  ensure_gearsd
+  ensure_guest snda 101 & ensure_guest sndb 201 & wait
+  only snda sndb
+  dom0 "gearsctl media sink null" >/dev/null || fail "cannot set the null sink"
+  local g; g=gearsd.$(stat -c %Y "$BIN/gearsd")
+  # measure_at <epoch> <seconds>: waits for <epoch> (dom0's clock), then prints "CPU <ticks0> <ticks1> <up0> <up1>
+  # <hz>" over the window and gearsctl stats right after it.
+  measure_at() {
+    T=$(( $2 + 200 )) dom0 "while [ \$(date +%s) -lt $1 ]; do sleep 0.1; done; p=\$(pidof $g) || exit 3
+      a=\$(awk '{print \$14+\$15}' /proc/\$p/stat); u=\$(cut -d' ' -f1 /proc/uptime); sleep $2
+      b=\$(awk '{print \$14+\$15}' /proc/\$p/stat); v=\$(cut -d' ' -f1 /proc/uptime)
+      echo CPU \$a \$b \$u \$v \$(getconf CLK_TCK); gearsctl stats"
+  }
+  local t0 idle one two pa pb
+  idle=$(measure_at 0 "$win") || fail "idle CPU window"
+  arm snda
+  play_at snda 440 "$secs" 11025 1 0 >"$OUT/bench1.snda.out" & pa=$!
+  t0=$(release snda)
+  one=$(measure_at $(( t0 + 5 )) "$win") || fail "one-stream window"
+  wait $pa
+  arm snda sndb
+  play_at snda 440 "$secs" 11025 1 0 >"$OUT/bench2.snda.out" & pa=$!
+  play_at sndb 1000 "$secs" 8000 1 0 >"$OUT/bench2.sndb.out" & pb=$!
+  t0=$(release snda sndb)
+  two=$(measure_at $(( t0 + 5 )) "$win") || fail "two-stream window"
+  wait $pa $pb
+  local f; for f in bench1.snda bench2.snda bench2.sndb; do
+    grep -q 'aplay rc=0' "$OUT/$f.out" || fail "aplay failed ($f): $(cat "$OUT/$f.out")"
+  done
+  local xruns; xruns=$(cat "$OUT"/bench1.snda.out "$OUT"/bench2.snd?.out | grep -ci 'underrun')
+  python3 - "$idle" "$one" "$two" "$BUF_US" "$PERIOD_US" "$xruns" <<'EOF' || fail "cannot read the windows"
+import json, statistics, sys
+def parse(text):
+    cpu = stats = None
+    for line in text.splitlines():
+        if line.startswith("CPU "):
+            a, b, u, v, hz = (float(x) for x in line.split()[1:])
+            cpu = 100.0 * (b - a) / hz / (v - u)
+        elif line.startswith("{"):
+            stats = json.loads(line)
+    lat = []
+    for dev in (stats or {}).get("devices", []):
+        st_all = dev.get("stats") if isinstance(dev.get("stats"), dict) else {}
+        for st in st_all.get("streams", []):
+            if "latency_ms" in st and st.get("running"):
+                lat.append({"dom": dev.get("dom"), "stream": st.get("key"), **st["latency_ms"],
+                            "underruns": st.get("underruns")})
+    return cpu, lat
+idle, _ = parse(sys.argv[1])
+c1, l1 = parse(sys.argv[2])
+c2, l2 = parse(sys.argv[3])
+if idle is None or c1 is None or c2 is None or len(l1) < 1 or len(l2) < 2:
+    print(f"missing data: idle {idle} one {c1}/{len(l1)} streams two {c2}/{len(l2)} streams", file=sys.stderr)
+    sys.exit(1)
+def spread(ls):
+    return {"median": statistics.median(s["median"] for s in ls), "p10": min(s["p10"] for s in ls),
+            "p90": max(s["p90"] for s in ls)}
+out = {"latency_ms": spread(l1), "latency_ms_two": spread(l2), "streams_one": l1, "streams_two": l2,
+       "cpu_pct_idle": round(idle, 3), "cpu_pct_one": round(c1, 3), "cpu_pct_two": round(c2, 3),
+       "cpu_pct_per_stream": round(c1 - idle, 3), "cpu_pct_per_stream_two": round((c2 - idle) / 2, 3),
+       "guest_buffer_ms": int(sys.argv[4]) / 1000, "guest_period_ms": int(sys.argv[5]) / 1000,
+       "aplay_underrun_lines": int(sys.argv[6])}
+l = out["latency_ms"]
+print(f"write->sink latency, one stream: median {l['median']} ms (p10 {l['p10']}, p90 {l['p90']});"
+      f" guest buffer {out['guest_buffer_ms']} ms")
+print(f"gearsd CPU: idle {idle:.2f}%, one stream {c1:.2f}%, two streams {c2:.2f}%")
+print(json.dumps(out))
+EOF
+}
+
 case "${1:-}" in
   capture) t_capture ;;
   mix) t_mix ;;
   duck) t_duck ;;
   hostile) t_hostile ;;
-  *) echo "usage: $0 mix|duck|hostile|capture" >&2; exit 2 ;;
+  bench) t_bench "${2:-20}" ;;
+  *) echo "usage: $0 mix|duck|hostile|capture|bench [SECONDS]" >&2; exit 2 ;;
 esac
