@@ -182,7 +182,7 @@ t_kpti() {
 # console through the Xen platform PCI device): the same fork+exec accuracy run as on PVH, with fewer processes
 # (an HVM guest under nested TCG is slower, and its device model shares dom0's CPU).
 t_hvm() {
-  local n=${1:-60} cfg=$LABDIR/run/hvm1.cfg out
+  local n=${1:-40} cfg=$LABDIR/run/hvm1.cfg out
   [ -f "$LABDIR/run/pvh1.cfg" ] || fail "no $LABDIR/run/pvh1.cfg to start from"
   sed -e 's/^name = .*/name = "hvm1"/' -e 's/^type = .*/type = "hvm"/' "$LABDIR/run/pvh1.cfg" >"$cfg"
   printf '%s\n' 'vga = "none"' 'nographic = 1' 'serial = "pty"' 'xen_platform_pci = 1' >>"$cfg"
