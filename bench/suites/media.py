@@ -4,9 +4,9 @@ Stock snd-xen-front in guests snda / sndb (created by media.sh with a vsnd card)
 sndif backend into the null sink, with a 200 ms ALSA buffer (50 ms periods):
 - media.latency_ms: write->sink latency as the backend measures it (stamped when a write leaves the ring, popped
   when the mixer hands those bytes to the sink), median over the window, p10/p90 as its spread.
-  Peer `guest_buffer`: the guest's ALSA buffer. A frontend keeps that much queued ahead of the play position,
-  so it is the floor of what any backend can show for this stream: ours / guest_buffer ~ 1 means the backend adds
-  no queuing of its own. Xen ships no stock sndif backend (Debian has none), so there is no stock peer.
+  Peer `guest_buffer`: the guest's ALSA buffer. aplay keeps it nearly full, so up to that much is queued ahead of
+  the play position whatever the backend does: ours / guest_buffer at or below 1 means gearsd adds no queue of
+  its own. Xen ships no stock sndif backend (Debian has none), so there is no stock peer.
 - media.cpu_pct: gearsd's CPU (utime+stime) per stream, one stream playing, minus an idle window; the two-stream
   figure (per stream) is in `extra`.
 """
