@@ -10,7 +10,12 @@
 //     feature-gears-hints = 1, max-ring-page-order = <n>, max-frame = <bytes>
 //   frontend /local/domain/<domU>/device/gears/<devid>/
 //     ring-page-order = <k>  (each ring has 1 header page + 2^k data pages)
-//     up-ring-ref<i>, down-ring-ref<i>  i in [0, 1 + 2^k)
+//     up-ring-dir-ref, down-ring-dir-ref = <gref>  one page per ring, granted read-only, holding that ring's
+//       1 + 2^k grant refs as u32 from offset 0 (page i of the ring = entry i). dom0 copies the entries out
+//       once, then maps them (a bad entry fails the map). Two keys instead of 2 + 2^(k+1): each xenstore
+//       access is a round trip through dom0, ~8 s for 514 keys under TCG.
+//     up-ring-ref<i>, down-ring-ref<i>, i in [0, 1 + 2^k): the older form, still accepted when no
+//       directory key is present
 //     event-channel = <port>
 //
 // Frames (header from StreamRing: u32 len, u16 type, u16 flags; payloads little-endian):
@@ -45,6 +50,8 @@ namespace gears::channel {
 inline constexpr std::string_view kDeviceType = "gears";
 inline constexpr std::uint32_t kVersion = 1;
 inline constexpr unsigned kMaxRingPageOrder = 9;      // 512 data pages (2 MiB) per direction
+// A ring's directory (1 + 2^kMaxRingPageOrder u32 refs) fits one page.
+static_assert((1 + (std::size_t{1} << kMaxRingPageOrder)) * sizeof(std::uint32_t) <= 4096);
 inline constexpr unsigned kDefaultRingPageOrder = 8;  // 1 MiB per direction
 inline constexpr std::uint32_t kMaxFrame = 64 * 1024;
 inline constexpr std::uint32_t kMaxControlFramesPerSec = 2000;  // hint sets per second beyond this: flood

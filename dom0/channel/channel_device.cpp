@@ -98,29 +98,46 @@ Status ChannelDevice::advertise(xen::StoreOps& t, const std::string& be_path) {
   return t.write(be_path + "/max-frame", std::to_string(channel::kMaxFrame));
 }
 
+Result<std::vector<grant_ref_t>> ChannelDevice::ring_refs(xen::Store& s, const std::string& fe_path,
+                                                         std::string_view dir, std::size_t pages, domid_t fe_dom) {
+  std::vector<grant_ref_t> refs(pages);
+  const std::string base = fe_path + "/" + std::string(dir);
+  if (s.read(base + "-ring-dir-ref")) {
+    auto ref = read_u32(s, base + "-ring-dir-ref", UINT32_MAX);
+    if (!ref) return Error{EPROTO, "channel: ring directory reference malformed"};
+    auto page = gnt_->map(fe_dom, grant_ref_t{*ref}, false);
+    if (!page) return Error{page.error().code, "channel: cannot map a ring directory page"};
+    // One copy out of the guest's page; the map below validates every entry (a bad ref fails it).
+    std::memcpy(refs.data(), page->bytes().data(), pages * sizeof(grant_ref_t));
+    return refs;
+  }
+  for (std::size_t i = 0; i < pages; ++i) {  // older frontends: one key per page
+    auto r = read_u32(s, base + "-ring-ref" + std::to_string(i), UINT32_MAX);
+    if (!r) return Error{EPROTO, "channel: ring reference missing or malformed"};
+    refs[i] = *r;
+  }
+  return refs;
+}
+
 Status ChannelDevice::connect(xen::Store& s, const std::string& fe_path, domid_t fe_dom) {
   // The frame limit needs at least 2^5 data pages per ring.
   auto order = read_u32(s, fe_path + "/ring-page-order", channel::kMaxRingPageOrder);
   if (!order) return order.error();
   if (*order < 5) return Error{EPROTO, "channel: ring-page-order below 5"};
   const std::size_t pages = 1 + (std::size_t{1} << *order);
-  std::vector<grant_ref_t> up_refs(pages), down_refs(pages);
-  for (std::size_t i = 0; i < pages; ++i) {
-    auto u = read_u32(s, fe_path + "/up-ring-ref" + std::to_string(i), UINT32_MAX);
-    auto d = read_u32(s, fe_path + "/down-ring-ref" + std::to_string(i), UINT32_MAX);
-    if (!u || !d) return Error{EPROTO, "channel: ring reference missing or malformed"};
-    up_refs[i] = *u;
-    down_refs[i] = *d;
-  }
+  auto up_refs = ring_refs(s, fe_path, "up", pages, fe_dom);
+  if (!up_refs) return up_refs.error();
+  auto down_refs = ring_refs(s, fe_path, "down", pages, fe_dom);
+  if (!down_refs) return down_refs.error();
   auto port = read_u32(s, fe_path + "/event-channel", 1U << 17U);
   if (!port) return port.error();
 
-  auto up = gnt_->map(fe_dom, up_refs, true);
-  auto down = up ? gnt_->map(fe_dom, down_refs, true) : Result<xen::GrantMapping>(up.error());
+  auto up = gnt_->map(fe_dom, *up_refs, true);
+  auto down = up ? gnt_->map(fe_dom, *down_refs, true) : Result<xen::GrantMapping>(up.error());
   if (!up || !down) {
     const Error e = up ? down.error() : up.error();
     spdlog::warn("dom={} dev={}: mapping {} {} pages (refs {}..) failed: {} (errno {})", domid(), name(),
-                 up ? "down" : "up", pages, up ? down_refs[0] : up_refs[0], e.what, e.code);
+                 up ? "down" : "up", pages, up ? (*down_refs)[0] : (*up_refs)[0], e.what, e.code);
     return Error{e.code, up ? "channel: cannot map the down ring" : "channel: cannot map the up ring"};
   }
   try {

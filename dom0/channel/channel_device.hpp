@@ -45,6 +45,9 @@ class ChannelDevice final : public daemon::Device, private xenbus::BackendHooks 
  private:
   Status advertise(xen::StoreOps& t, const std::string& be_path) override;
   Status connect(xen::Store& s, const std::string& fe_path, domid_t fe_dom) override;
+  // One ring's 1 + 2^k grant refs, from its directory page or (older frontends) one xenstore key per page.
+  [[nodiscard]] Result<std::vector<grant_ref_t>> ring_refs(xen::Store& s, const std::string& fe_path,
+                                                           std::string_view dir, std::size_t pages, domid_t fe_dom);
   void disconnect() override;
 
   void on_store();

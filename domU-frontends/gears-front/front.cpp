@@ -60,6 +60,10 @@ Status Channel::setup(xen::Store& s, xen::StoreOps& t, const std::string& fe_pat
   try {
     up_ = xen::GrantShare(sharer_, be_dom, pages, true);
     down_ = xen::GrantShare(sharer_, be_dom, pages, true);
+    up_dir_ = xen::GrantShare(sharer_, be_dom, 1, false);
+    down_dir_ = xen::GrantShare(sharer_, be_dom, 1, false);
+    std::memcpy(up_dir_.data(), up_.refs().data(), up_.refs().size_bytes());
+    std::memcpy(down_dir_.data(), down_.refs().data(), down_.refs().size_bytes());
     ring::stream_ring_format(up_.bytes(), channel::kMaxFrame);
     ring::stream_ring_format(down_.bytes(), channel::kMaxFrame);
     evtchn_ = xen::EventChannel::alloc_unbound(be_dom);
@@ -71,11 +75,8 @@ Status Channel::setup(xen::Store& s, xen::StoreOps& t, const std::string& fe_pat
     return Error{e.code(), "cannot grant the rings or allocate the event channel"};
   }
   if (auto r = t.write(fe_path + "/ring-page-order", std::to_string(opts_.ring_page_order)); !r) return r;
-  for (std::size_t i = 0; i < pages; ++i) {
-    if (auto r = t.write(fe_path + "/up-ring-ref" + std::to_string(i), std::to_string(up_.refs()[i])); !r) return r;
-    if (auto r = t.write(fe_path + "/down-ring-ref" + std::to_string(i), std::to_string(down_.refs()[i])); !r)
-      return r;
-  }
+  if (auto r = t.write(fe_path + "/up-ring-dir-ref", std::to_string(up_dir_.refs()[0])); !r) return r;
+  if (auto r = t.write(fe_path + "/down-ring-dir-ref", std::to_string(down_dir_.refs()[0])); !r) return r;
   return t.write(fe_path + "/event-channel", std::to_string(evtchn_->port()));
 }
 
@@ -93,6 +94,8 @@ void Channel::disconnect() {
   evtchn_.reset();
   up_.reset();
   down_.reset();
+  up_dir_.reset();
+  down_dir_.reset();
 }
 
 bool Channel::backend_connected() {

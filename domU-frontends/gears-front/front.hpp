@@ -76,6 +76,7 @@ class Channel : private xenbus::FrontendHooks {
   xen::GrantSharer sharer_;
   std::optional<xenbus::FrontendDriver> driver_;
   xen::GrantShare up_, down_;
+  xen::GrantShare up_dir_, down_dir_;  // each ring's grant refs, one page each (protocol.hpp)
   std::optional<xen::EventChannel> evtchn_;
   EvtchnWaiter waiter_;
   std::unique_ptr<Session> session_;

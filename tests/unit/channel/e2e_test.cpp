@@ -507,6 +507,68 @@ TEST_F(ChannelE2E, AgentServesDom0sBenchmarks) {
   dom0.shutdown();
 }
 
+// A hand-written frontend for the handshake's grant forms: rings of 1 + 2^5 pages, announced either with one
+// xenstore key per page (the older form) or with a directory page per ring whose entries it can corrupt.
+struct HandFront {
+  enum class Form { keys, directory, bad_directory };
+  HandFront(unsigned dom, Form form) : guest(static_cast<domid_t>(dom)) {
+    const std::size_t pages = 1 + (std::size_t{1} << 5U);
+    up = xen::GrantShare(sharer, 0, pages, true);
+    down = xen::GrantShare(sharer, 0, pages, true);
+    ring::stream_ring_format(up.bytes(), channel::kMaxFrame);
+    ring::stream_ring_format(down.bytes(), channel::kMaxFrame);
+    evtchn = xen::EventChannel::alloc_unbound(0);
+    const std::string fe = fe_dir(dom);
+    fake::store_write(fe + "/ring-page-order", "5");
+    if (form == Form::keys) {
+      for (std::size_t i = 0; i < pages; ++i) {
+        fake::store_write(fe + "/up-ring-ref" + std::to_string(i), std::to_string(up.refs()[i]));
+        fake::store_write(fe + "/down-ring-ref" + std::to_string(i), std::to_string(down.refs()[i]));
+      }
+    } else {
+      up_dir = xen::GrantShare(sharer, 0, 1, false);
+      down_dir = xen::GrantShare(sharer, 0, 1, false);
+      std::memcpy(up_dir.data(), up.refs().data(), up.refs().size_bytes());
+      std::memcpy(down_dir.data(), down.refs().data(), down.refs().size_bytes());
+      if (form == Form::bad_directory) std::memset(down_dir.data() + 4 * 7, 0xff, 4);  // entry 7: no such grant
+      fake::store_write(fe + "/up-ring-dir-ref", std::to_string(up_dir.refs()[0]));
+      fake::store_write(fe + "/down-ring-dir-ref", std::to_string(down_dir.refs()[0]));
+    }
+    fake::store_write(fe + "/event-channel", std::to_string(evtchn->port()));
+    fake::store_write(fe + "/state", state_str(XenbusStateInitialised));
+  }
+  fake::AsDomain guest;
+  xen::GrantSharer sharer;
+  xen::GrantShare up, down, up_dir, down_dir;
+  std::optional<xen::EventChannel> evtchn;
+};
+
+TEST_F(ChannelE2E, RingGrantsByKeysOrDirectoryAndABadDirectoryEntryIsRefused) {
+  Dom0 dom0;
+  dom0.add(5);
+  dom0.add(6);
+  dom0.add(7);
+  {
+    HandFront keys(5, HandFront::Form::keys);
+    HandFront dir(6, HandFront::Form::directory);
+    HandFront bad(7, HandFront::Form::bad_directory);
+    EXPECT_TRUE(eventually([] { return store_is(be_dir(5) + "/state", state_str(XenbusStateConnected)); }));
+    EXPECT_TRUE(eventually([] { return store_is(be_dir(6) + "/state", state_str(XenbusStateConnected)); }));
+    // Entry 7 of dom 7's down directory names no grant: the map fails, the device never connects.
+    EXPECT_TRUE(eventually([] {
+      return store_is(be_dir(7) + "/state", state_str(XenbusStateClosing)) ||
+             store_is(be_dir(7) + "/state", state_str(XenbusStateClosed));
+    })) << fake::store_read(be_dir(7) + "/state").value_or("?");
+    EXPECT_EQ(dom0.stats(7)["connected"], false);
+    EXPECT_EQ(dom0.stats(5)["connected"], true);
+    EXPECT_EQ(dom0.stats(6)["connected"], true);
+    // dom0 mapped each directory page only while it copied the entries out: the ring pages stay mapped.
+    EXPECT_EQ(fake::grant_info(6, dir.up_dir.refs()[0])->map_count, 0U);
+    EXPECT_EQ(fake::grant_info(6, dir.up.refs()[0])->map_count, 1U);
+  }
+  dom0.shutdown();
+}
+
 // gearsd detaches a device (stop + destroy on its worker) while the guest streams into it: the device must not
 // run anything after it is gone (a re-pump it posted to the loop), and everything is released.
 TEST_F(ChannelE2E, DetachWhileTheGuestStreams) {
