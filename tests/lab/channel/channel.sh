@@ -114,6 +114,9 @@ t_create() {
           -e 's|^ramdisk .*|ramdisk = \"$ramdisk\"|' -e 's|^extra .*|extra = \"$extra\"|' \
           $REPO/xl-configs/gears-pv.cfg > $cfg && gearsctl create $cfg" || fail "gearsctl create failed"
   local id; id=$(domid gears-created) || fail "gears-created not running"
+  # gearsctl create returns once the domain exists; its lab agent comes up seconds later.
+  T=300 dom0 "for i in \$(seq 480); do xenstore-read /local/domain/$id/data/lab/ready >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1" \
+    || { dom0 "xl destroy gears-created"; fail "gears-created's lab agent did not come up in 240 s"; }
   out=$(T=240 guest gears-created "gears-front --timeout 120 hint 'class=bronze'") || { dom0 "xl destroy gears-created"; fail "guest channel: $out"; }
   echo "$out"
   out=$(dom0 "gearsctl hints $id --json")
