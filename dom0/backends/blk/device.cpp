@@ -370,6 +370,7 @@ void BlkDevice::on_store() {
 
 void BlkDevice::on_event(std::uint32_t q) {
   if (q >= queues_.size()) return;
+  ++wakeups_;
   auto c = queues_[q].evtchn.consume();
   if (!c) {
     close("event channel failed", "");
@@ -442,7 +443,11 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
       if (!b.copy_from_grant(fe_dom_, s.req.indirect_refs[i], 0,
                              std::span(indirect_buf_).subspan(i * kPageBytes, kPageBytes)))
         break;
-    if (!b.execute() || !b.all_ok()) {
+    const std::uint64_t t0 = now_ns();
+    const bool copied = b.execute() && b.all_ok();
+    copy_ns_ += now_ns() - t0;
+    ++copy_calls_;
+    if (!copied) {
       ++grant_failures_;
       note_reject(Reject{BLKIF_RSP_ERROR, "indirect page grant not copyable", s.req.id, s.req.wire_op});
       respond(q, s.req.id, s.req.wire_op, BLKIF_RSP_ERROR);
@@ -508,7 +513,11 @@ bool BlkDevice::copy_segments(Slot& s, bool to_guest) {
   }
   if (b.size() == 0) return true;
   copies_ += b.size();
-  return b.execute() && b.all_ok();
+  const std::uint64_t t0 = now_ns();
+  const bool ok = b.execute() && b.all_ok();
+  copy_ns_ += now_ns() - t0;
+  ++copy_calls_;
+  return ok;
 }
 
 void BlkDevice::respond(std::uint32_t q, std::uint64_t id, std::uint8_t op, std::int16_t status) {
@@ -597,6 +606,7 @@ void BlkDevice::complete(std::uint64_t tag, int result) {
   const auto si = static_cast<std::uint32_t>(tag);
   if (si >= slots_.size()) return;
   Slot& s = slots_[si];
+  if (s.t_disp != 0) target_ns_ += now_ns() - s.t_disp;
   if (result < 0) {
     ++io_errors_;
     last_error_ = std::string("target I/O error: ") + std::strerror(-result);
@@ -699,6 +709,7 @@ nlohmann::json BlkDevice::stats() const {
           {"grant_failures", grant_failures_},
           {"persistent_hits", pgrant_hits_},
           {"grant_copies", copies_},
+          {"profile", {{"copy_ns", copy_ns_}, {"copy_calls", copy_calls_}, {"target_ns", target_ns_}, {"wakeups", wakeups_}}},
           {"connects", connects_},
           {"anticipations", sched_ ? sched_->anticipations() : 0},
           {"anticipation_hits", sched_ ? sched_->anticipation_hits() : 0},

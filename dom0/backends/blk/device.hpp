@@ -150,6 +150,8 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   // Counters (survive reconnects).
   std::uint64_t ops_ = 0, bytes_rd_ = 0, bytes_wr_ = 0, flushes_ = 0, discards_ = 0, io_errors_ = 0;
   std::uint64_t rejected_ = 0, closes_ = 0, connects_ = 0, grant_failures_ = 0, pgrant_hits_ = 0, copies_ = 0;
+  // Where a request's time goes (ns): grant copies (data and indirect pages), the target (dispatch -> completion).
+  std::uint64_t copy_ns_ = 0, copy_calls_ = 0, target_ns_ = 0, wakeups_ = 0;
   std::array<ClassStats, kClasses> class_stats_{};
   std::vector<ClassStats> label_stats_;
   Attribution attr_;

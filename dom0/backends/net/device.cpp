@@ -413,7 +413,11 @@ void NetDevice::service_tx(Queue& q) {
 
 Status NetDevice::flush_tx(Queue& q) {
   if (batch_.empty()) return {};
+  ++st_.tx_batches;
+  const std::int64_t t0 = mono_ns();
   const bool copied = tx_copy_->size() == 0 || static_cast<bool>(tx_copy_->execute());
+  const std::int64_t t1 = mono_ns();
+  st_.tx_copy_ns += static_cast<std::uint64_t>(t1 - t0);
   std::size_t bufs = 0;
   std::uint64_t bytes = 0;
   for (auto& it : batch_) {
@@ -443,8 +447,10 @@ Status NetDevice::flush_tx(Queue& q) {
       if (auto s = q.tx->put_response(r); !s) return s;
     }
   }
+  const std::int64_t t2 = mono_ns();
+  st_.tx_host_ns += static_cast<std::uint64_t>(t2 - t1);
   bucket_.charge(bytes);
-  if (board_slot_ && bytes) QosBoard::instance().mark_active(*board_slot_, mono_ns());
+  if (board_slot_ && bytes) QosBoard::instance().mark_active(*board_slot_, t2);
   return q.tx->push_responses(*q.ev_tx);
 }
 
@@ -539,7 +545,10 @@ void NetDevice::service_rx() {
       ++nframes;
     }
     if (nframes > 0) {
+      ++st_.rx_batches;
+      const std::int64_t t0 = mono_ns();
       const bool copied = rx_copy_->size() == 0 || static_cast<bool>(rx_copy_->execute());
+      st_.rx_copy_ns += static_cast<std::uint64_t>(mono_ns() - t0);
       for (std::size_t i = 0; i < nframes; ++i) {
         const RxFrame& f = rx_frames_[i];
         bool ok = copied;
@@ -605,6 +614,8 @@ nlohmann::json NetDevice::stats() const {
           {"rx_dropped", st_.rx_dropped},
           {"rx_copy_errors", st_.rx_copy_errors},
           {"events", st_.events},
+          {"profile", {{"tx_batches", st_.tx_batches}, {"tx_copy_ns", st_.tx_copy_ns}, {"tx_host_ns", st_.tx_host_ns},
+                       {"rx_batches", st_.rx_batches}, {"rx_copy_ns", st_.rx_copy_ns}}},
           {"connects", st_.connects},
           {"faults", st_.faults},
           {"qos", cfg_.qos.to_json()},

@@ -59,6 +59,8 @@ struct VifStats {
   std::uint64_t policy_changes = 0;
   std::uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0, rx_copy_errors = 0;
   std::uint64_t events = 0, faults = 0, connects = 0;
+  // Where the time goes (ns) and how well work is batched.
+  std::uint64_t tx_batches = 0, tx_copy_ns = 0, tx_host_ns = 0, rx_batches = 0, rx_copy_ns = 0;
 };
 
 // Creates the host side of a vif (TAP in gearsd; a socketpair in unit tests). Throws on failure.

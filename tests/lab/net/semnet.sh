@@ -215,6 +215,7 @@ t_bench() {
   stock_vif pv1 || fail "stock vif for pv1"
   dom0 "pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
   ours=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $ours"
+  echo "vif profile: $(vif_stats "$(domid pv1)")" >&2
   stock=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $stock"
   dom0 "pkill -x iperf3" || true
   python3 - "$ours" "$stock" "$secs" <<'PY'
