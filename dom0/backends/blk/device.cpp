@@ -60,6 +60,7 @@ BlkConfig parse_config(const nlohmann::json& p, std::uint32_t devid) {
   c.read_only = mode == "r" || mode == "ro";
   c.topts.read_only = c.read_only;
   c.topts.cache = parse_cache_mode(param(p, "cache"));
+  c.dcache = parse_dcache(param(p, "dcache"), param(p, "dcache-file"));
   const std::string ss = param(p, "sector-size", "512");
   if (ss != "512" && ss != "4096") throw std::invalid_argument("sector-size='" + ss + "': expected 512 or 4096");
   c.sector_size = static_cast<std::uint32_t>(std::stoul(ss));
@@ -116,6 +117,10 @@ BlkDevice::BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints)
   }
   cfg_ = parse_config(params_, key().devid);
   target_ = open_target(cfg_.target, cfg_.topts);
+  if (cfg_.dcache.mode != DcacheMode::off) {
+    if (cfg_.dcache.file.empty()) cfg_.dcache.file = default_dcache_file(domid(), key().devid);
+    target_ = open_cached_target(std::move(target_), cfg_.dcache);
+  }
 }
 
 BlkDevice::~BlkDevice() {
@@ -144,7 +149,7 @@ Status BlkDevice::start(daemon::Reactor& loop) {
     auto n = nodes;
     nlohmann::json keep = nlohmann::json::object();
     for (const char* k : {"grants", "regions", "weights", "capacity", "rate", "depth", "anticipate", "class", "hints", "cache",
-                          "sector-size", "vdev"})
+                          "dcache", "dcache-file", "sector-size", "vdev"})
       if (params_.contains(k)) keep[k] = params_[k];
     n.be_keys = {{"params", cfg_.target},
                  {"mode", geo_.read_only ? "r" : "w"},
@@ -689,7 +694,7 @@ nlohmann::json BlkDevice::stats() const {
     const auto& e = cfg_.sched.extents[i];
     labels[e.label.empty() ? "extent" + std::to_string(i) : e.label] = js(label_stats_[i]);
   }
-  return {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
+  nlohmann::json j = {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
           {"connected", !queues_.empty()},
           {"target", target_ ? target_->describe() : cfg_.target},
           {"sectors", geo_.sectors},
@@ -720,6 +725,8 @@ nlohmann::json BlkDevice::stats() const {
           {"attributed_requests", attr_.attributed()},
           {"unattributed_requests", attr_.unattributed()},
           {"last_error", last_error_}};
+  if (auto t = target_ ? target_->stats() : nlohmann::json(); !t.is_null()) j["dcache"] = std::move(t);
+  return j;
 }
 
 void BlkDevice::metrics(daemon::MetricSet& out) const {
@@ -733,6 +740,14 @@ void BlkDevice::metrics(daemon::MetricSet& out) const {
   out.add("gears_blk_violations_total", daemon::MetricType::counter, "Devices closed for ring violations.",
           static_cast<double>(closes_));
   out.add("gears_blk_connected", daemon::MetricType::gauge, "1 while the rings are mapped.", queues_.empty() ? 0.0 : 1.0);
+  if (const auto d = target_ ? target_->stats() : nlohmann::json(); d.is_object()) {
+    out.add("gears_blk_dcache_hits_total", daemon::MetricType::counter, "Reads served whole from the dom0 cache.",
+            d["hits"].get<double>());
+    out.add("gears_blk_dcache_misses_total", daemon::MetricType::counter, "Reads that needed the backing store.",
+            d["misses"].get<double>());
+    out.add("gears_blk_dcache_dirty_blocks", daemon::MetricType::gauge, "Cache blocks not yet written back.",
+            d["dirty_blocks"].get<double>());
+  }
   static const char* kNames[] = {"gold", "silver", "bronze", "3", "4", "5", "6", "7"};
   for (std::size_t i = 0; i < kClasses; ++i) {
     if (class_stats_[i].reqs == 0) continue;

@@ -49,6 +49,7 @@ struct BlkConfig {
   std::uint32_t sector_size = 512;
   std::uint32_t virtual_device = 0;
   TargetOptions topts;
+  DcacheOptions dcache;
   GrantMode grants = GrantMode::copy;
   SchedConfig sched;
 };

@@ -4,6 +4,8 @@
 // Options (device params): cache=writethrough (default; O_DSYNC: a write is durable when acknowledged),
 // writeback (dom0 page cache; durability only at FLUSH, which is an fdatasync: flush semantics kept
 // exactly), none (O_DIRECT). NBD: writes follow the server's cache; FLUSH maps to NBD_CMD_FLUSH.
+// dcache=writethrough|writeback (+ dcache-file=/path): a Gears block cache in dom0 in front of any of them
+// (CachedTarget, target_cache.cpp), held in a local cache file.
 //
 // Asynchronous, single-threaded: every call is made on the owning device's worker thread. The device
 // polls fd() for poll_events() and calls on_ready(), which reports each completion once through
@@ -17,6 +19,8 @@
 #include <memory>
 #include <span>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "common/util/result.hpp"
 
@@ -64,6 +68,15 @@ class Target {
   // fd() is ready with `events`: make progress, report completions.
   virtual void on_ready(std::uint32_t events, const Done& done) = 0;
   [[nodiscard]] virtual std::size_t in_flight() const = 0;
+  // Target-specific counters for the device's stats (null = none).
+  [[nodiscard]] virtual nlohmann::json stats() const { return nullptr; }
+};
+
+// The dom0-side block cache (device params dcache=, dcache-file=).
+enum class DcacheMode : std::uint8_t { off, writethrough, writeback };
+struct DcacheOptions {
+  DcacheMode mode = DcacheMode::off;
+  std::string file;  // the cache file; empty = default_dcache_file()
 };
 
 // Opens the target named by `spec`. Throws std::runtime_error with a clear message on bad input.
@@ -73,5 +86,14 @@ class Target {
 
 // Parses cache=...; throws std::invalid_argument naming the accepted values.
 [[nodiscard]] CacheMode parse_cache_mode(const std::string& s);
+
+// Parses dcache= and dcache-file=; throws std::invalid_argument naming the bad parameter.
+[[nodiscard]] DcacheOptions parse_dcache(const std::string& mode, const std::string& file);
+// /var/cache/gears/vbd-<domid>-<devid>.dcache
+[[nodiscard]] std::string default_dcache_file(unsigned domid, unsigned devid);
+// Puts a cache in front of `backing` (o.mode must not be off). The cache file is created (sparse, at the
+// backing size, its directory too) and emptied: nothing in it is trusted from an earlier run. Throws
+// std::runtime_error on a cache file that cannot be used (in use by another disk, the backing file itself, ...).
+[[nodiscard]] std::unique_ptr<Target> open_cached_target(std::unique_ptr<Target> backing, const DcacheOptions& o);
 
 }  // namespace gears::blk

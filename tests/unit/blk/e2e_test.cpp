@@ -300,6 +300,52 @@ TEST_F(BlkE2E, DetachOfADiskInUseIsRefusedUnlessForced) {
   EXPECT_FALSE(fake::store_exists(be_dir(5, 51728)));
 }
 
+// dcache=writeback end to end: the guest's write stays in the cache file until its FLUSH; stats show the cache.
+TEST_F(BlkE2E, WriteBackCacheKeepsFlushSemantics) {
+  TempDisk disk(16 << 20);
+  char dir[] = "/tmp/gears-dcache-e2e-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string cache = std::string(dir) + "/vbd.dcache";
+  dom0_->add(5, 1, {{"target", disk.path}, {"dcache", "writeback"}, {"dcache-file", cache}});
+  fake::AsDomain as(5);
+  blkfront::Options o;
+  o.devid = 1;
+  blkfront::Frontend f(o);
+  fill(f.data().subspan(0, 4 * 4096), 21);
+  const std::vector<std::byte> mine(f.data().begin(), f.data().begin() + 4 * 4096);
+  auto w = f.rw(BLKIF_OP_WRITE, 64, 0, 4);
+  ASSERT_TRUE(w && *w == BLKIF_RSP_OKAY);
+  EXPECT_NE(disk.read(64 * 512, mine.size()), mine);  // acknowledged, in the cache, not yet durable
+  json st = dom0_->stats(5);
+  EXPECT_EQ(st["dcache"]["mode"], "writeback");
+  EXPECT_EQ(st["dcache"]["dirty_blocks"], 4U);
+  auto rd = f.rw(BLKIF_OP_READ, 64, 4, 4);
+  ASSERT_TRUE(rd && *rd == BLKIF_RSP_OKAY);
+  EXPECT_EQ(std::memcmp(mine.data(), f.data().data() + 4 * 4096, mine.size()), 0);
+  auto fl = f.flush();
+  ASSERT_TRUE(fl && *fl == BLKIF_RSP_OKAY);
+  EXPECT_EQ(disk.read(64 * 512, mine.size()), mine);
+  st = dom0_->stats(5);
+  EXPECT_EQ(st["dcache"]["dirty_blocks"], 0U);
+  EXPECT_EQ(st["dcache"]["hits"], 1U);
+  EXPECT_EQ(st["dcache"]["writeback_blocks"], 4U);
+  EXPECT_NE(fake::store_read(be_dir(5, 1) + "/gears-params").value_or("").find("\"dcache-file\""), std::string::npos);
+  dom0_->remove(5);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(BlkE2E, BadCacheParamsAreRefused) {
+  TempDisk disk(16 << 20);
+  daemon::DeviceSpec spec;
+  spec.key = {"vbd", 5, 1};
+  spec.params = {{"target", disk.path}, {"dcache", "always"}};
+  EXPECT_THROW((void)blk::make_blk_device(spec), std::invalid_argument);
+  spec.params = {{"target", disk.path}, {"dcache-file", "/tmp/x.dcache"}};
+  EXPECT_THROW((void)blk::make_blk_device(spec), std::invalid_argument);
+  spec.params = {{"target", disk.path}, {"dcache", "writethrough"}, {"dcache-file", disk.path}};
+  EXPECT_THROW((void)blk::make_blk_device(spec), std::runtime_error);
+}
+
 TEST(BlkVdev, Names) {
   EXPECT_EQ(blk::parse_vdev("xvda"), 51712U);
   EXPECT_EQ(blk::parse_vdev("xvdb"), 51728U);
