@@ -1,12 +1,18 @@
 // File / block-device target over io_uring. One io_uring per device, completions signalled on an
 // eventfd registered with the ring (the device polls it). Short transfers are resubmitted for the rest.
+// A file in memory (tmpfs, ramfs) never waits for a device, but its filesystem cannot do non-blocking I/O
+// (no FMODE_NOWAIT on Linux 6.1), so io_uring hands every operation to an io-wq kernel thread: two context
+// switches per request for a copy. Such a file is served inline: submit() does the copy on the worker thread
+// and queues the completion; on_ready() reports it (kick() signals the eventfd so a poller comes back).
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,6 +49,9 @@ class FileTarget final : public Target {
       ::close(fd_);
       throw std::runtime_error("target " + path + ": smaller than 4 KiB");
     }
+    struct statfs fs {};
+    inline_ = o.cache != CacheMode::none && S_ISREG(st.st_mode) && ::fstatfs(fd_, &fs) == 0 &&
+              (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
     depth_ = std::max<std::uint32_t>(1, std::min<std::uint32_t>(o.depth, 1024));
     if (const int rc = ::io_uring_queue_init(depth_ * 2, &ring_, 0); rc < 0) {
       ::close(fd_);
@@ -56,6 +65,8 @@ class FileTarget final : public Target {
       throw std::runtime_error("io_uring eventfd registration failed");
     }
     ops_.resize(depth_);
+    ready_.reserve(depth_);
+    reporting_.reserve(depth_);
     for (std::uint32_t i = 0; i < depth_; ++i) free_.push_back(depth_ - 1 - i);
   }
   ~FileTarget() override {
@@ -74,13 +85,18 @@ class FileTarget final : public Target {
   std::uint64_t size_bytes() const override { return size_; }
   bool read_only() const override { return opts_.read_only; }
   bool can_discard() const override { return discard_; }
-  std::string describe() const override { return "file:" + path_; }
+  std::string describe() const override { return "file:" + path_ + (inline_ ? " (in memory: inline I/O)" : ""); }
   std::uint32_t depth() const override { return depth_; }
   int fd() const override { return efd_; }
   std::uint32_t poll_events() const override { return 0x001; /* EPOLLIN */ }
-  std::size_t in_flight() const override { return inflight_; }
+  std::size_t in_flight() const override { return inflight_ + ready_.size(); }
 
   Status submit(const TargetIo& io) override {
+    if (inline_) {
+      if (ready_.size() >= depth_) return Error{EAGAIN, "target: queue full"};
+      ready_.push_back({io.tag, run_inline(io)});
+      return {};
+    }
     if (free_.empty()) return Error{EAGAIN, "target: queue full"};
     const std::uint32_t slot = free_.back();
     free_.pop_back();
@@ -93,11 +109,22 @@ class FileTarget final : public Target {
     return {};
   }
 
-  void kick() override { (void)::io_uring_submit(&ring_); }
+  void kick() override {
+    if (inline_) {
+      if (!ready_.empty()) (void)!::eventfd_write(efd_, 1);
+      return;
+    }
+    (void)::io_uring_submit(&ring_);
+  }
 
   void on_ready(std::uint32_t, const Done& done) override {
     std::uint64_t v = 0;
     (void)!::read(efd_, &v, sizeof v);
+    while (!ready_.empty()) {  // done() may submit again (a flush after a write): report those too
+      reporting_.swap(ready_);
+      for (const auto& [tag, res] : reporting_) done(tag, res);
+      reporting_.clear();
+    }
     bool resubmitted = false;
     io_uring_cqe* cqe = nullptr;
     while (::io_uring_peek_cqe(&ring_, &cqe) == 0) {
@@ -132,6 +159,33 @@ class FileTarget final : public Target {
     ::close(fd_);
     throw std::runtime_error("target " + path_ + ": " + what + ": " + std::strerror(e));
   }
+  // One operation, synchronously: 0 or a negative errno, like a completion.
+  int run_inline(const TargetIo& io) {
+    std::size_t done = 0;
+    switch (io.kind) {
+      case IoKind::read:
+      case IoKind::write:
+        while (done < io.buf.size()) {
+          const auto off = static_cast<off_t>(io.offset + done);
+          const ssize_t n = io.kind == IoKind::read ? ::pread(fd_, io.buf.data() + done, io.buf.size() - done, off)
+                                                    : ::pwrite(fd_, io.buf.data() + done, io.buf.size() - done, off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) return -errno;
+          if (n == 0) return io.kind == IoKind::read ? -EIO : -ENOSPC;
+          done += static_cast<std::size_t>(n);
+        }
+        return 0;
+      case IoKind::flush:
+        return ::fdatasync(fd_) == 0 ? 0 : -errno;
+      case IoKind::discard:
+        return ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(io.offset),
+                           static_cast<off_t>(io.length)) == 0
+                   ? 0
+                   : -errno;
+    }
+    return -EINVAL;
+  }
+
   bool prep(std::uint32_t slot) {
     io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return false;
@@ -167,6 +221,8 @@ class FileTarget final : public Target {
   std::vector<Pending> ops_;
   std::vector<std::uint32_t> free_;
   std::size_t inflight_ = 0;
+  bool inline_ = false;
+  std::vector<std::pair<std::uint64_t, int>> ready_, reporting_;  // inline completions: (tag, result)
 };
 
 }  // namespace
