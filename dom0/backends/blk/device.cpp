@@ -697,6 +697,7 @@ nlohmann::json BlkDevice::stats() const {
   nlohmann::json j = {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
           {"connected", !queues_.empty()},
           {"target", target_ ? target_->describe() : cfg_.target},
+          {"target_io", target_ && target_->inline_io() ? "inline" : "async"},
           {"sectors", geo_.sectors},
           {"queues", queues_.size()},
           {"grants", use_persistent_ ? "persistent" : "copy"},

@@ -70,6 +70,8 @@ class Target {
   [[nodiscard]] virtual std::size_t in_flight() const = 0;
   // Target-specific counters for the device's stats (null = none).
   [[nodiscard]] virtual nlohmann::json stats() const { return nullptr; }
+  // True when operations complete inside submit() (a file in memory), reported at the next on_ready().
+  [[nodiscard]] virtual bool inline_io() const { return false; }
 };
 
 // The dom0-side block cache (device params dcache=, dcache-file=).

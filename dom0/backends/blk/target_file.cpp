@@ -85,7 +85,8 @@ class FileTarget final : public Target {
   std::uint64_t size_bytes() const override { return size_; }
   bool read_only() const override { return opts_.read_only; }
   bool can_discard() const override { return discard_; }
-  std::string describe() const override { return "file:" + path_ + (inline_ ? " (in memory: inline I/O)" : ""); }
+  std::string describe() const override { return "file:" + path_; }
+  bool inline_io() const override { return inline_; }
   std::uint32_t depth() const override { return depth_; }
   int fd() const override { return efd_; }
   std::uint32_t poll_events() const override { return 0x001; /* EPOLLIN */ }

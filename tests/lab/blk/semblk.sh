@@ -153,26 +153,26 @@ t_dcache() {
   dom0 "[ -f /run/gears/nbdkit-dc.pid ] && kill \$(cat /run/gears/nbdkit-dc.pid) 2>/dev/null; rm -f $img /var/cache/gears/dc-test.dcache
         truncate -s 256M $img && nbdkit -i 127.0.0.1 -p 10810 -P /run/gears/nbdkit-dc.pid file $img && sleep 1" \
     || fail "nbdkit did not start"
-  attach pv1 xvdc 51760 nbd://127.0.0.1:10810 --param dcache=writeback --param dcache-file=/var/cache/gears/dc-test.dcache
+  attach pv1 xvdd 51760 nbd://127.0.0.1:10810 --param dcache=writeback --param dcache-file=/var/cache/gears/dc-test.dcache
   # 8 MiB at 5 MiB, O_DIRECT, no flush: acknowledged from the cache, not yet on the export.
   out=$(guest pv1 "set -e; dd if=/dev/urandom of=/tmp/dcblob bs=1M count=8 2>/dev/null
-        dd if=/tmp/dcblob of=/dev/xvdc bs=1M seek=5 oflag=direct 2>/dev/null; md5sum < /tmp/dcblob") || fail "guest write: $out"
+        dd if=/tmp/dcblob of=/dev/xvdd bs=1M seek=5 oflag=direct 2>/dev/null; md5sum < /tmp/dcblob") || fail "guest write: $out"
   sum_g=${out%% *}
   sum_b=$(dom0 "dd if=$img bs=1M skip=5 count=8 2>/dev/null | md5sum"); sum_b=${sum_b%% *}
   st=$(dc_stats); echo "after the unflushed write: export md5 $sum_b, dcache $st"
   [ "$sum_b" != "$sum_g" ] || fail "write-back: the unflushed write is already on the export"
   [ "$(jq_get "$st" dirty_blocks)" -ge 2048 ] || fail "write-back: expected >= 2048 dirty 4 KiB blocks: $st"
   # Reads: the written range comes from the cache; a range read twice is a miss, then a hit.
-  out=$(guest pv1 "dd if=/dev/xvdc bs=1M skip=5 count=8 iflag=direct 2>/dev/null | md5sum") || fail "read back"
+  out=$(guest pv1 "dd if=/dev/xvdd bs=1M skip=5 count=8 iflag=direct 2>/dev/null | md5sum") || fail "read back"
   [ "${out%% *}" = "$sum_g" ] || fail "read back through the cache: md5 ${out%% *}, wrote $sum_g"
   hits0=$(jq_get "$(dc_stats)" hits)
-  out=$(guest pv1 "dd if=/dev/xvdc of=/dev/null bs=1M skip=100 count=16 iflag=direct 2>&1 | tail -1
-        dd if=/dev/xvdc of=/dev/null bs=1M skip=100 count=16 iflag=direct 2>&1 | tail -1") || fail "read twice"
+  out=$(guest pv1 "dd if=/dev/xvdd of=/dev/null bs=1M skip=100 count=16 iflag=direct 2>&1 | tail -1
+        dd if=/dev/xvdd of=/dev/null bs=1M skip=100 count=16 iflag=direct 2>&1 | tail -1") || fail "read twice"
   echo "16 MiB read twice (miss, then hit): $out"
   st=$(dc_stats); echo "dcache: $st"
   [ "$(jq_get "$st" hits)" -gt "$hits0" ] || fail "the second read was not served from the cache: $st"
   # FLUSH (fsync of the block device): every dirty block reaches the export before the flush is acknowledged.
-  guest pv1 "dd if=/dev/null of=/dev/xvdc conv=notrunc,fsync 2>/dev/null" || fail "flush"
+  guest pv1 "dd if=/dev/null of=/dev/xvdd conv=notrunc,fsync 2>/dev/null" || fail "flush"
   sum_b=$(dom0 "dd if=$img bs=1M skip=5 count=8 2>/dev/null | md5sum"); sum_b=${sum_b%% *}
   st=$(dc_stats); echo "after the flush: export md5 $sum_b, dcache $st"
   [ "$sum_b" = "$sum_g" ] || fail "after an acknowledged flush the export lacks the data"
@@ -180,11 +180,11 @@ t_dcache() {
   # Crash: flushed data stays on the export; the restarted gearsd reopens the disk with a cold cache.
   dom0 "kill -9 \$(pidof gearsd)" || fail "kill -9"
   start_gearsd
-  out=$(guest pv1 "dd if=/dev/xvdc bs=1M skip=5 count=8 iflag=direct 2>/dev/null | md5sum") || fail "read after restart"
+  out=$(guest pv1 "dd if=/dev/xvdd bs=1M skip=5 count=8 iflag=direct 2>/dev/null | md5sum") || fail "read after restart"
   st=$(dc_stats); echo "after kill -9 and restart: guest reads ${out%% *}, dcache $st"
   [ "${out%% *}" = "$sum_g" ] || fail "after the restart the guest reads ${out%% *}, wrote $sum_g"
   dom0 "gearsctl detach \$(xl domid pv1) vbd 51760" || fail "detach"
-  guest pv1 "for i in \$(seq 50); do [ -b /dev/xvdc ] || exit 0; sleep 0.2; done; exit 1" || fail "xvdc still there"
+  guest pv1 "for i in \$(seq 50); do [ -b /dev/xvdd ] || exit 0; sleep 0.2; done; exit 1" || fail "xvdd still there"
   dom0 "kill \$(cat /run/gears/nbdkit-dc.pid) 2>/dev/null; rm -f $img" || true
   pass "dcache=writeback over NBD: unflushed write held in dom0, reads correct (hits $(jq_get "$st" hits)), flush reached the export, survived kill -9"
 }

@@ -65,7 +65,7 @@ TEST_P(FileTargetTest, WritesReadBackFlushesAndDiscardsThroughThePolledInterface
     o.depth = 8;
     auto t = blk::open_file_target(path_, o);
     const bool in_memory = std::string(GetParam()) == "/dev/shm";
-    EXPECT_EQ(t->describe().find("inline") != std::string::npos, in_memory) << t->describe();
+    EXPECT_EQ(t->inline_io(), in_memory) << t->describe();
     Bytes a = pattern(1 << 20, 1), b = pattern(64 << 10, 2);
     std::vector<TargetIo> w{{IoKind::write, 1, 4096, a, 0}, {IoKind::write, 2, 3 << 20, b, 0}};
     for (auto [tag, res] : run(*t, w)) EXPECT_EQ(res, 0) << "write " << tag;
