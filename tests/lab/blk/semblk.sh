@@ -177,6 +177,7 @@ t_dcache() {
   st=$(dc_stats); echo "after the flush: export md5 $sum_b, dcache $st"
   [ "$sum_b" = "$sum_g" ] || fail "after an acknowledged flush the export lacks the data"
   [ "$(jq_get "$st" dirty_blocks)" = 0 ] || fail "dirty blocks left after the flush: $st"
+  hits0=$(jq_get "$st" hits)
   # Crash: flushed data stays on the export; the restarted gearsd reopens the disk with a cold cache.
   dom0 "kill -9 \$(pidof gearsd)" || fail "kill -9"
   start_gearsd
@@ -186,7 +187,7 @@ t_dcache() {
   dom0 "gearsctl detach \$(xl domid pv1) vbd 51760" || fail "detach"
   guest pv1 "for i in \$(seq 50); do [ -b /dev/xvdd ] || exit 0; sleep 0.2; done; exit 1" || fail "xvdd still there"
   dom0 "kill \$(cat /run/gears/nbdkit-dc.pid) 2>/dev/null; rm -f $img" || true
-  pass "dcache=writeback over NBD: unflushed write held in dom0, reads correct (hits $(jq_get "$st" hits)), flush reached the export, survived kill -9"
+  pass "dcache=writeback over NBD: unflushed write held in dom0, reads correct ($hits0 cache hits), flush reached the export, survived kill -9"
 }
 jq_get() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
