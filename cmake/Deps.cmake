@@ -17,6 +17,7 @@ find_package(GTest REQUIRED)
 find_package(benchmark REQUIRED)
 find_package(Threads REQUIRED)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+pkg_check_modules(LIBXDP REQUIRED IMPORTED_TARGET libxdp libbpf)
 
 # The real hypervisor libraries. Unit tests link gears::fakexen instead (a link seam):
 # the RAII layer in common/xen is compiled once and never knows which one it gets.

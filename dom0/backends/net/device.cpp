@@ -63,12 +63,15 @@ unsigned param_uint(const nlohmann::json& p, const char* key, unsigned dflt, uns
 
 }  // namespace
 
+static_assert(kMaxMtu + kEthHlen + 4 <= kXskFrameSize, "every vif frame fits one AF_XDP frame");
+
 VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid) {
   if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
-  static const std::vector<std::string> known = {"mac", "bridge", "ifname", "mtu", "queues", "hints", "host"};
+  static const std::vector<std::string> known = {"mac", "bridge", "ifname", "mtu", "queues", "hints", "host", "xdp-mode"};
   for (const auto& [k, v] : params.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
-      throw std::invalid_argument("vif: unknown parameter '" + k + "' (known: mac, bridge, ifname, mtu, queues, hints)");
+      throw std::invalid_argument("vif: unknown parameter '" + k +
+                                  "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode)");
   VifConfig c;
   c.mac = param_string(params, "mac");
   if (c.mac.empty()) {
@@ -84,6 +87,22 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
   if (c.ifname.empty()) c.ifname = "gvif" + std::to_string(dom) + "." + std::to_string(devid);
   if (!valid_ifname(c.ifname)) throw std::invalid_argument("vif: bad interface name '" + c.ifname + "'");
   c.mtu = param_uint(params, "mtu", kDefaultMtu, 68, kMaxMtu);
+  const std::string host = param_string(params, "host");
+  if (host.rfind("xdp:", 0) == 0) {
+    c.xdp_if = host.substr(4);
+    if (!valid_ifname(c.xdp_if)) throw std::invalid_argument("vif: host=xdp:<interface>: bad interface name '" + c.xdp_if + "'");
+    if (!c.bridge.empty())
+      throw std::invalid_argument("vif: bridge applies to host=tap only (host=xdp binds " + c.xdp_if + " itself)");
+  } else if (!host.empty() && host != "tap") {
+    throw std::invalid_argument("vif: host must be tap or xdp:<interface>, got '" + host + "'");
+  }
+  const std::string mode = param_string(params, "xdp-mode");
+  if (!mode.empty()) {
+    if (c.xdp_if.empty()) throw std::invalid_argument("vif: xdp-mode applies to host=xdp:<interface> only");
+    if (mode == "native") c.xdp_mode = XdpMode::native;
+    else if (mode == "skb") c.xdp_mode = XdpMode::skb;
+    else if (mode != "auto") throw std::invalid_argument("vif: xdp-mode must be auto, native or skb, got '" + mode + "'");
+  }
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
   const std::string hints = param_string(params, "hints");
   if (!hints.empty()) {
@@ -162,8 +181,8 @@ void NetDevice::stop() {
 Status NetDevice::advertise(xen::StoreOps& t, const std::string& be) {
   const std::pair<const char*, std::string> keys[] = {
       {"feature-sg", "1"},
-      {"feature-gso-tcpv4", "1"},
-      {"feature-gso-tcpv6", "1"},
+      {"feature-gso-tcpv4", host_->offloads() ? "1" : "0"},
+      {"feature-gso-tcpv6", host_->offloads() ? "1" : "0"},
       {"feature-ipv6-csum-offload", "1"},
       {"feature-rx-copy", "1"},
       {"feature-rx-flip", "0"},
@@ -447,6 +466,7 @@ Status NetDevice::flush_tx(Queue& q) {
       if (auto s = q.tx->put_response(r); !s) return s;
     }
   }
+  host_->flush();
   const std::int64_t t2 = mono_ns();
   st_.tx_host_ns += static_cast<std::uint64_t>(t2 - t1);
   bucket_.charge(bytes);
@@ -597,6 +617,7 @@ nlohmann::json NetDevice::stats() const {
           {"connected", !queues_.empty()},
           {"queues", queues_.size()},
           {"host", host_ ? host_->name() : ""},
+          {"host_port", host_ ? host_->stats() : nlohmann::json()},
           {"mac", cfg_.mac},
           {"ops", st_.tx_packets + st_.rx_packets},
           {"bytes", st_.tx_bytes + st_.rx_bytes},
@@ -650,6 +671,7 @@ nlohmann::json NetDevice::hints() const { return nlohmann::json::array({{{"qos",
 
 std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec) {
   return std::make_unique<NetDevice>(spec, [](const VifConfig& c) -> std::unique_ptr<HostPort> {
+    if (!c.xdp_if.empty()) return std::make_unique<XskPort>(c.xdp_if, c.xdp_mode);
     return std::make_unique<TapPort>(c.ifname, c.mtu, c.bridge);
   });
 }

@@ -49,6 +49,8 @@ struct VifConfig {
   unsigned mtu = kDefaultMtu;
   unsigned queues = kMaxQueues;  // multi-queue-max-queues advertised
   QosPolicy qos;                 // from the device's "hints" parameter
+  std::string xdp_if;            // host=xdp:<if>: an AF_XDP port on that interface instead of a TAP
+  XdpMode xdp_mode = XdpMode::automatic;
 };
 // Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
 [[nodiscard]] VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid);

@@ -5,12 +5,29 @@
 // without software segmentation: TX writes NEEDS_CSUM / GSO_TCPV4|6 headers (the dom0 kernel finishes them);
 // RX asks for no offloads (TUNSETOFFLOAD 0), so every frame read is complete, checksummed and <= MTU + header.
 // Owned by the device's worker thread; the fd is closed (and the interface destroyed) in the destructor.
+//
+// XskPort: an AF_XDP socket (libxdp) on queue 0 of an existing interface. libxdp attaches its default XDP
+// program, which redirects every frame arriving on that queue into the socket: the interface becomes the vif's
+// wire and the dom0 stack no longer sees its traffic (until the port is destroyed and the program detached).
+//   UMEM     kXskFrames frames of 4 KiB: the RX half sits on the fill ring whenever it is not being read; the TX
+//            half is on a free list, on the TX ring, or on the completion ring.
+//   RX       read() copies one frame out of the RX ring and puts its chunk straight back on the fill ring.
+//   TX       write() copies into a free TX frame and publishes the descriptor; flush() (once per TX batch, and
+//            every kXskKickEvery frames) kicks the kernel with one sendto(). Completions are reclaimed lazily.
+//   Offloads none cross AF_XDP: offloads() is false, so the vif advertises no GSO, and a NEEDS_CSUM frame has
+//            its L4 checksum computed here. RX frames must carry complete checksums: a NIC's wire traffic does;
+//            the dom0 end of a veth pair needs `ethtool -K <peer> tx off`.
+//   Modes    native (driver XDP), skb (generic XDP, copy), or automatic (native, then skb).
+// The rings are single-producer/single-consumer and belong to the device's worker thread.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "common/util/noncopyable.hpp"
 #include "common/util/result.hpp"
@@ -42,8 +59,15 @@ class HostPort : NonCopyable {
   [[nodiscard]] virtual std::string name() const = 0;
   // Writes one frame; EAGAIN when the host queue is full (the frame is lost: counted by the caller).
   [[nodiscard]] virtual Status write(const virtio_net_hdr& h, std::span<const std::byte> frame) = 0;
-  // Reads one frame into `buf` (its offload header into `h`); EAGAIN when none is queued.
+  // Reads one frame into `buf` (its offload header into `h`); EAGAIN when none is queued. A frame that does not
+  // fit is consumed and reported as length 0.
   [[nodiscard]] virtual Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) = 0;
+  // Hands the frames queued by write() to the host: called once per TX batch. No-op where write() is immediate.
+  virtual void flush() {}
+  // False when no offload header reaches the host: the vif then advertises no GSO.
+  [[nodiscard]] virtual bool offloads() const { return true; }
+  // Port-specific counters for `gearsctl stats` (null: none).
+  [[nodiscard]] virtual nlohmann::json stats() const { return nullptr; }
 };
 
 // A SOCK_SEQPACKET socket carrying [virtio_net_hdr | frame] records: the host side in unit tests (the test
@@ -77,6 +101,36 @@ class TapPort final : public HostPort {
  private:
   void close_fd();
   int fd_ = -1;
+  std::string name_;
+};
+
+enum class XdpMode { automatic, native, skb };
+[[nodiscard]] const char* to_string(XdpMode m);
+
+inline constexpr std::uint32_t kXskFrameSize = 4096;  // >= kMaxMtu + Ethernet header: every vif frame fits
+inline constexpr std::uint32_t kXskRxFrames = 1024;  // = fill ring size = RX ring size
+inline constexpr std::uint32_t kXskTxFrames = 1024;  // = TX ring size = completion ring size
+inline constexpr std::uint32_t kXskKickEvery = 64;
+
+class XskPort final : public HostPort {
+ public:
+  // Binds to queue 0 of `ifname` (which must exist). Throws std::system_error naming the step and, in automatic
+  // mode, both attempts.
+  XskPort(const std::string& ifname, XdpMode mode);
+  ~XskPort() override;
+
+  [[nodiscard]] int fd() const override;
+  [[nodiscard]] std::string name() const override { return name_; }
+  [[nodiscard]] Status write(const virtio_net_hdr& h, std::span<const std::byte> frame) override;
+  [[nodiscard]] Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) override;
+  void flush() override;
+  [[nodiscard]] bool offloads() const override { return false; }
+  [[nodiscard]] nlohmann::json stats() const override;
+  [[nodiscard]] XdpMode mode() const;  // native or skb: the mode that bound
+
+ private:
+  struct Impl;  // keeps <xdp/xsk.h> out of this header
+  std::unique_ptr<Impl> impl_;
   std::string name_;
 };
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # semnet lab tests (issue 5): Gears vifs (gearsd kind "vif") serving the stock xen-netfront of pv1 and pvh1.
-#   semnet.sh tcp | hostile | qos | live | bench [SECONDS]
+#   semnet.sh tcp | hostile | qos | live | xdp | xdp_port | bench [SECONDS]
 # Addresses: dom0 10.99.0.1 on xenbr0; pv1 10.99.0.2 and pvh1 10.99.0.3 on their Gears vifs (devid 1).
 # The stock netback contrast (qos) uses devid 2 vifs on 10.98.0.0/24 over the same bridge.
 # Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 500K bytes/s: below what a loaded TCG host delivers).
@@ -206,6 +206,64 @@ t_live() {
   pass "gold -> silver and 500K -> 4M applied live (connects unchanged): $r1 MB/s then $r2 MB/s"
 }
 
+# The AF_XDP host side: a veth pair in dom0 (gx0 for the vif's AF_XDP port, gx1 holding dom0's address on
+# $XNET.0/24), a Gears vif (devid 2) for pv1 with host=xdp:gx0. Ping and a TCP transfer with checksums from pv1
+# to dom0 cross it; gx1 computes its checksums in software (tx off), as AF_XDP carries no offload metadata.
+XNET=${GEARS_SEMNET_XDP_NET:-10.97.0}
+XMAC=00:16:3e:00:01:03
+XDP_BYTES=${GEARS_SEMNET_XDP_BYTES:-16777216}
+vif2_stats() {
+  dom0 "gearsctl stats" | python3 -c "import json,sys; d=json.load(sys.stdin)
+for r in d['devices']:
+    if r['dom']==$1 and r['dev']=='vif/2': print(json.dumps(r['stats']))"
+}
+t_xdp() {
+  local id out st
+  setup_dom0
+  dom0 "ip link show gx0 >/dev/null 2>&1 || ip link add gx0 type veth peer name gx1;
+        ip link set gx0 up && ip link set gx1 up &&
+        (ip addr show dev gx1 | grep -q ' $XNET.1/' || ip addr add $XNET.1/24 dev gx1) &&
+        ethtool -K gx1 tx off >/dev/null" || fail "veth pair gx0/gx1 in dom0"
+  id=$(domid pv1) || fail "no pv1"
+  dom0 "gearsctl list --json | grep -q '\"dev\":\"vif/2\",\"devid\":2,\"dom\":$id,' ||
+        gearsctl attach $id vif 2 --param host=xdp:gx0 --param mac=$XMAC" || fail "attach vif/2 host=xdp:gx0 to pv1"
+  dom0 "ip -d link show gx0 | grep -q prog/xdp" || fail "no XDP program on gx0 after the attach"
+  guest pv1 "for i in \$(seq 100); do IF=\$(grep -l $XMAC /sys/class/net/*/address 2>/dev/null | cut -d/ -f5);
+              [ -n \"\$IF\" ] && break; sleep 0.2; done; [ -n \"\$IF\" ] || { echo 'no interface with $XMAC'; exit 1; }
+              ip link set \$IF up && (ip addr show dev \$IF | grep -q ' $XNET.2/' || ip addr add $XNET.2/24 dev \$IF) &&
+              for i in 1 2 3 4 5 6 7 8 9 10; do busybox ping -c 1 -W 3 $XNET.1 >/dev/null && exit 0; sleep 1; done; exit 1" \
+    || fail "pv1: its AF_XDP vif does not reach dom0's gx1"
+  out=$(guest pv1 "busybox ping -c 5 -W 5 $XNET.1") || fail "ping over AF_XDP: $out"
+  echo "$out" | tail -n 2
+  start_tcp_server 5202
+  out=$(T=900 guest pv1 "gears-tcp-xfer client --host $XNET.1 --port 5202 --mode up --bytes $XDP_BYTES") \
+    || fail "tcp transfer over AF_XDP: $out"
+  echo "pv1 -> dom0 over the AF_XDP vif: $out"
+  grep -q '"match":true' <<<"$out" || fail "checksums differ over AF_XDP"
+  st=$(vif2_stats "$id")
+  echo "vif/2 stats: $st"
+  python3 - "$st" <<'PY' || fail "vif/2 counters"
+import json, sys
+s = json.loads(sys.argv[1]); p = s["host_port"]
+assert s["host"] == "xdp:gx0", s["host"]
+assert p["kind"] == "af_xdp" and p["mode"] in ("native", "skb"), p
+assert p["tx_frames"] > 1000 and p["rx_frames"] > 100, p          # data out, ACKs in
+assert p["tx_csum"] > 1000, "the guest's blank TCP checksums were not completed"
+assert s["tx_gso"] == 0, "GSO reached a vif that advertised none"
+print(f"AF_XDP {p['mode']} mode: {p['tx_frames']} frames out, {p['rx_frames']} in, {p['kicks']} kicks")
+PY
+  dom0 "gearsctl detach $id vif 2" || fail "detach vif/2"
+  dom0 "for i in \$(seq 50); do ip -d link show gx0 | grep -q prog/xdp || exit 0; sleep 0.2; done; exit 1" \
+    || fail "the XDP program stayed on gx0 after the detach"
+  pass "pv1 over host=xdp:gx0: ping ok; $XDP_BYTES bytes TCP to dom0 with matching checksums; gx0 released on detach"
+}
+
+# XskPort's own tests (tests/unit/net/xdp_test.cpp) need root and BPF: they run in dom0, in a private netns.
+t_xdp_port() {
+  dom0 "${GEARS_XDP_TEST:?} --gtest_brief=1" || fail "net_xdp_test in dom0"
+  pass "XskPort tests pass in dom0 (Linux $(dom0 'uname -r'))"
+}
+
 # Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
 # the Gears vif and over a stock netback vif, in the same boot; the qos figures come from `qos`.
 t_bench() {
@@ -234,6 +292,8 @@ case "${1:-}" in
   hostile) t_hostile ;;
   qos) t_qos ;;
   live) t_live ;;
+  xdp) t_xdp ;;
+  xdp_port) t_xdp_port ;;
   bench) shift; t_bench "$@" ;;
-  *) echo "usage: $0 tcp|hostile|qos|live|bench [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS]" >&2; exit 2 ;;
 esac

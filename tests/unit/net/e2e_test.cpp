@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -37,7 +38,8 @@ class Dom0 : public fake::LoopHost<NetDevice> {
   Dom0(const Dom0&) = delete;
   Dom0& operator=(const Dom0&) = delete;
 
-  void add(unsigned dom, json params = json::object()) {
+  using Wrap = std::function<std::unique_ptr<HostPort>(int fd)>;
+  void add(unsigned dom, json params = json::object(), Wrap wrap = {}) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     host_[dom] = std::make_unique<SeqpacketPort>(sv[1], "test-peer");
@@ -45,7 +47,8 @@ class Dom0 : public fake::LoopHost<NetDevice> {
     daemon::DeviceSpec spec;
     spec.key = {"vif", dom, 1};
     spec.params = std::move(params);
-    const Status st = start(dom, std::make_unique<NetDevice>(spec, [fd](const VifConfig&) -> std::unique_ptr<HostPort> {
+    const Status st = start(dom, std::make_unique<NetDevice>(spec, [fd, wrap](const VifConfig&) -> std::unique_ptr<HostPort> {
+                                   if (wrap) return wrap(fd);
                                    return std::make_unique<SeqpacketPort>(fd, "sock");
                                  }));
     ASSERT_TRUE(st.ok()) << st.error().what;
@@ -163,6 +166,69 @@ TEST_F(NetE2E, ChecksumOffloadBecomesANeedsCsumHeader) {
     EXPECT_EQ(h.csum_offset, 16U);
   }
   d0.shutdown();
+}
+
+// A host side without offloads, as AF_XDP: a socketpair end that counts flushes.
+class NoOffloadPort final : public HostPort {
+ public:
+  NoOffloadPort(int fd, std::shared_ptr<std::atomic<int>> flushes) : inner_(fd, "no-offload"), flushes_(std::move(flushes)) {}
+  [[nodiscard]] int fd() const override { return inner_.fd(); }
+  [[nodiscard]] std::string name() const override { return "no-offload"; }
+  [[nodiscard]] Status write(const virtio_net_hdr& h, std::span<const std::byte> f) override { return inner_.write(h, f); }
+  [[nodiscard]] Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> b) override { return inner_.read(h, b); }
+  void flush() override { ++*flushes_; }
+  [[nodiscard]] bool offloads() const override { return false; }
+  [[nodiscard]] json stats() const override { return {{"kind", "no-offload"}}; }
+
+ private:
+  SeqpacketPort inner_;
+  std::shared_ptr<std::atomic<int>> flushes_;
+};
+
+TEST_F(NetE2E, AHostWithoutOffloadsGetsNoGsoAndAFlushPerBatch) {
+  Dom0 d0;
+  auto flushes = std::make_shared<std::atomic<int>>(0);
+  d0.add(5, json::object(), [flushes](int fd) { return std::make_unique<NoOffloadPort>(fd, flushes); });
+  d0.add(6);
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    const std::string be5 = "/local/domain/0/backend/gears-vif/5/1/";
+    const std::string be6 = "/local/domain/0/backend/gears-vif/6/1/";
+    EXPECT_EQ(fake::store_read(be5 + "feature-gso-tcpv4").value_or("?"), "0");
+    EXPECT_EQ(fake::store_read(be5 + "feature-gso-tcpv6").value_or("?"), "0");
+    EXPECT_EQ(fake::store_read(be6 + "feature-gso-tcpv4").value_or("?"), "1") << "a TAP-like host keeps GSO";
+    const auto f = frame(1514, 3);
+    ASSERT_TRUE(g.front.send(f));
+    auto got = host_read(d0.host(5));
+    ASSERT_TRUE(got);
+    EXPECT_EQ(*got, f);
+    EXPECT_TRUE(eventually([&] { return flushes->load() >= 1; })) << "the TX batch was never flushed to the host";
+    EXPECT_EQ(d0.stats(5)["host_port"]["kind"], "no-offload");
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, XdpHostParams) {
+  const auto c = parse_vif_config({{"host", "xdp:eth1"}, {"xdp-mode", "skb"}}, 5, 1);
+  EXPECT_EQ(c.xdp_if, "eth1");
+  EXPECT_EQ(c.xdp_mode, XdpMode::skb);
+  EXPECT_TRUE(parse_vif_config({{"host", "tap"}}, 5, 1).xdp_if.empty());
+  EXPECT_EQ(parse_vif_config({{"host", "xdp:eth1"}}, 5, 1).xdp_mode, XdpMode::automatic);
+  auto refused = [](json p, const std::string& why) {
+    try {
+      (void)parse_vif_config(p, 5, 1);
+      ADD_FAILURE() << "accepted " << p.dump();
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  refused({{"host", "xdp:"}}, "bad interface name");
+  refused({{"host", "xdp:a b"}}, "bad interface name");
+  refused({{"host", "dpdk"}}, "host must be tap or xdp:<interface>");
+  refused({{"host", "xdp:eth1"}, {"bridge", "xenbr0"}}, "bridge applies to host=tap only");
+  refused({{"xdp-mode", "skb"}}, "xdp-mode applies to host=xdp");
+  refused({{"host", "xdp:eth1"}, {"xdp-mode", "fast"}}, "xdp-mode must be auto, native or skb");
 }
 
 TEST_F(NetE2E, BadParamsAreRefusedWithAReason) {
