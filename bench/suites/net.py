@@ -3,6 +3,7 @@
 Both run tests/lab/net/semnet.sh, on their own subnets (10.97.0.0/24 Gears, 10.96.0.0/24 netback) so they never
 collide with the channel suite's stock vif on 10.99.0.0/24:
 - net.tcp: `semnet.sh bench SECONDS`, iperf3 pv1 -> dom0, Mb/s, over the Gears vif and over a netback vif;
+  `extra.xdp`: the same over a Gears vif with the AF_XDP host side (host=xdp: on a veth, 10.95.0.0/24);
 - net.qos_gold_rtt_us: `semnet.sh qos`, gold's (pvh1) mean ping RTT while bronze (pv1) floods TCP, over Gears
   vifs with QoS and over netback vifs (lower is better). The qos run's pass/fail verdict is kept in `extra`.
 """
@@ -35,7 +36,7 @@ def run(ctx) -> None:
     B.Results.ours(tcp, bench)
     if got:
         tcp["peers"]["netback"] = got.get("netback")
-        tcp["extra"] = {k: got.get(k) for k in ("ours_retransmits", "netback_retransmits")}
+        tcp["extra"] = {k: got.get(k) for k in ("ours_retransmits", "netback_retransmits", "xdp", "xdp_retransmits")}
     else:
         tcp["peers"]["netback"] = None
         tcp["errors"]["netback"] = tcp["errors"].get("ours", "not measured")
