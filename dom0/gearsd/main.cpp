@@ -12,7 +12,6 @@
 #include "dom0/backends/media/control.hpp"
 #include "dom0/backends/media/device.hpp"
 #include "dom0/backends/net/device.hpp"
-#include "dom0/backends/net/qos_feed.hpp"
 #include "dom0/channel/channel_device.hpp"
 #include "dom0/gearsd/control.hpp"
 #include "dom0/gearsd/daemon.hpp"
@@ -123,9 +122,10 @@ int main(int argc, char** argv) {
     }
     if (!no_discovery) d.add_discovery(gears::media::make_vsnd_discovery());
     // semnet: Gears vifs for xen-netfront (backend/gears-vif), with live QoS from domain hints.
-    d.registry().register_factory("vif", gears::net::make_net_device);
+    d.registry().register_factory("vif", [&hint_registry](const DeviceSpec& spec) {
+      return gears::net::make_net_device(spec, &hint_registry);
+    });
     if (!no_discovery) d.add_discovery(gears::net::make_net_discovery());
-    gears::net::install_qos_feed_pump(d);
     d.run();
   } catch (const std::exception& e) {
     spdlog::critical("gearsd: {}", e.what());

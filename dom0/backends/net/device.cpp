@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "dom0/backends/net/qos_feed.hpp"
 #include "dom0/common/discovery.hpp"
 #include "dom0/gearsd/hint_text.hpp"
 
@@ -124,8 +123,8 @@ xenbus::DeviceNodes vif_nodes(domid_t dom, unsigned devid, const VifConfig& cfg)
   return n;
 }
 
-NetDevice::NetDevice(daemon::DeviceSpec spec, HostFactory host)
-    : daemon::Device(std::move(spec)), host_factory_(std::move(host)) {
+NetDevice::NetDevice(daemon::DeviceSpec spec, HostFactory host, const daemon::HintRegistry* hints)
+    : daemon::Device(std::move(spec)), host_factory_(std::move(host)), hints_(hints) {
   cfg_ = parse_vif_config(this->spec().params, domid(), key().devid);
   base_qos_ = cfg_.qos;
 }
@@ -329,8 +328,15 @@ void NetDevice::set_policy(const QosPolicy& p) {
 }
 
 void NetDevice::poll_policy() {
-  // Control path: the domain's newest hints (gearsctl attach --hints, xl gears_hints) override the device's own.
-  if (auto p = QosFeed::instance().lookup(domid(), feed_version_)) set_policy(policy_from_hints(*p, base_qos_));
+  // Control path: what the domain's hints say for this vif (domain scope, then device scope; newest field
+  // wins) overrides the device's own params; withdrawn hints fall back to them.
+  if (hints_) {
+    if (const auto v = hints_->version(domid()); v != hints_version_) {
+      hints_version_ = v;
+      const auto eff = hints_->effective(domid(), hints::DevType::vif, key().devid);
+      set_policy(policy_from_hints(nlohmann::json::parse(hints::to_json(eff)), base_qos_));
+    }
+  }
   // Feedback: what TX achieved since the last tick (QosBoard::report).
   const std::int64_t now = mono_ns();
   if (last_tick_ns_ != 0 && now > last_tick_ns_) {
@@ -669,11 +675,11 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
 
 nlohmann::json NetDevice::hints() const { return nlohmann::json::array({{{"qos", cfg_.qos.to_json()}}}); }
 
-std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec) {
+std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec, const daemon::HintRegistry* hints) {
   return std::make_unique<NetDevice>(spec, [](const VifConfig& c) -> std::unique_ptr<HostPort> {
     if (!c.xdp_if.empty()) return std::make_unique<XskPort>(c.xdp_if, c.xdp_mode);
     return std::make_unique<TapPort>(c.ifname, c.mtu, c.bridge);
-  });
+  }, hints);
 }
 
 std::unique_ptr<daemon::DiscoverySource> make_net_discovery() {

@@ -33,6 +33,7 @@
 #include "dom0/backends/net/protocol.hpp"
 #include "dom0/backends/net/sched.hpp"
 #include "dom0/gearsd/device.hpp"
+#include "dom0/gearsd/hint_registry.hpp"
 #include "dom0/gearsd/reactor.hpp"
 
 namespace gears::net {
@@ -70,8 +71,9 @@ using HostFactory = std::function<std::unique_ptr<HostPort>(const VifConfig&)>;
 
 class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:
-  // Throws std::invalid_argument for bad params (reported to whoever attached the device).
-  NetDevice(daemon::DeviceSpec spec, HostFactory host);
+  // Throws std::invalid_argument for bad params (reported to whoever attached the device). `hints`: gearsd's
+  // registry (xl gears_hints, attach --hints, gears-front on the channel); polled on the policy timer.
+  NetDevice(daemon::DeviceSpec spec, HostFactory host, const daemon::HintRegistry* hints = nullptr);
   ~NetDevice() override;
 
   [[nodiscard]] Status start(daemon::Reactor& loop) override;
@@ -158,7 +160,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::optional<RxFrame> rx_stash_;  // read but no rx buffer posted yet
 
   QosPolicy base_qos_;               // from the device's own params; domain hints override it
-  std::uint64_t feed_version_ = 0;   // last QosFeed version applied
+  const daemon::HintRegistry* hints_ = nullptr;
+  std::uint64_t hints_version_ = 0;  // the registry version of this domain last applied
   TokenBucket bucket_;
   std::optional<std::size_t> board_slot_;
   bool contended_ = false;
@@ -168,7 +171,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
 };
 
 // gearsd's factory for kind "vif".
-[[nodiscard]] std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec);
+[[nodiscard]] std::unique_ptr<daemon::Device> make_net_device(const daemon::DeviceSpec& spec,
+                                                              const daemon::HintRegistry* hints);
 // Discovery of Gears vifs: backend/gears-vif directories.
 [[nodiscard]] std::unique_ptr<daemon::DiscoverySource> make_net_discovery();
 // The xenstore nodes of a Gears vif (frontend device/vif/<devid>, backend backend/gears-vif/<dom>/<devid>).

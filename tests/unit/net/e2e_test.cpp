@@ -39,7 +39,7 @@ class Dom0 : public fake::LoopHost<NetDevice> {
   Dom0& operator=(const Dom0&) = delete;
 
   using Wrap = std::function<std::unique_ptr<HostPort>(int fd)>;
-  void add(unsigned dom, json params = json::object(), Wrap wrap = {}) {
+  void add(unsigned dom, json params = json::object(), Wrap wrap = {}, const daemon::HintRegistry* reg = nullptr) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     host_[dom] = std::make_unique<SeqpacketPort>(sv[1], "test-peer");
@@ -50,7 +50,7 @@ class Dom0 : public fake::LoopHost<NetDevice> {
     const Status st = start(dom, std::make_unique<NetDevice>(spec, [fd, wrap](const VifConfig&) -> std::unique_ptr<HostPort> {
                                    if (wrap) return wrap(fd);
                                    return std::make_unique<SeqpacketPort>(fd, "sock");
-                                 }));
+                                 }, reg));
     ASSERT_TRUE(st.ok()) << st.error().what;
   }
   // The host side's end for `dom`: what the device writes there is what the domU sent.
@@ -206,6 +206,39 @@ TEST_F(NetE2E, AHostWithoutOffloadsGetsNoGsoAndAFlushPerBatch) {
     EXPECT_TRUE(eventually([&] { return flushes->load() >= 1; })) << "the TX batch was never flushed to the host";
     EXPECT_EQ(d0.stats(5)["host_port"]["kind"], "no-offload");
   }
+  d0.shutdown();
+}
+
+// Live QoS from gearsd's hint registry: domain scope, then a newer device-scoped set for this vif, then a
+// withdrawal back to the device's own params; no reconnect.
+TEST_F(NetE2E, RegistryHintsApplyLiveAndWithdrawalRestoresTheParams) {
+  daemon::HintRegistry reg;
+  Dom0 d0;
+  d0.add(5, {{"hints", "class=bronze"}}, {}, &reg);
+  Guest g(5);
+  ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+  auto qos = [&] { return d0.stats(5)["qos"]; };
+  EXPECT_EQ(qos()["class"], "bronze");
+  hints::HintSet dom;
+  dom.qos = hints::Qos{hints::kGold, 0};
+  dom.rate_bps = 2'000'000;
+  ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", dom));
+  EXPECT_TRUE(eventually([&] { return qos()["class"] == "gold"; }, 3000)) << qos().dump();
+  EXPECT_EQ(qos()["rate_Bps"], 2000000U);
+  hints::HintSet dev;
+  dev.scope = hints::Scope{hints::ScopeKind::device, hints::DevType::vif, 1};
+  dev.qos = hints::Qos{hints::kSilver, 0};
+  ASSERT_TRUE(reg.publish(5, daemon::HintSource::channel, "channel/0", dev));
+  EXPECT_TRUE(eventually([&] { return qos()["class"] == "silver"; }, 3000)) << qos().dump();
+  EXPECT_EQ(qos()["rate_Bps"], 2000000U) << "the device set overrides only the fields it has";
+  hints::HintSet other;  // another vif's set: not ours
+  other.scope = hints::Scope{hints::ScopeKind::device, hints::DevType::vif, 2};
+  other.qos = hints::Qos{hints::kGold, 0};
+  ASSERT_TRUE(reg.publish(5, daemon::HintSource::channel, "channel/0", other));
+  reg.clear(5, "config");
+  reg.clear(5, "channel/0");
+  EXPECT_TRUE(eventually([&] { return qos()["class"] == "bronze"; }, 3000)) << qos().dump();
+  EXPECT_EQ(d0.stats(5)["connects"], 1) << "policy changes never reconnect";
   d0.shutdown();
 }
 
