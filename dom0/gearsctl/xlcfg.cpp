@@ -297,11 +297,14 @@ ConfigResult load_gears_config(const std::string& path) {
 
   // gears_disk: the disk's own keys (dom0/backends/blk/README.md); any other key=value is a per-disk hint.
   if (auto e = ck.device_list("gears_disk", "vbd",
-                              {"vdev", "target", "mode", "grants", "cache", "sector-size", "regions", "weights",
-                               "capacity", "depth", "anticipate"},
+                              {"vdev", "target", "mode", "grants", "cache", "dcache", "dcache-file", "sector-size",
+                               "regions", "weights", "capacity", "depth", "anticipate"},
                               {"vdev", "target"}, plan))
     return *e;
-  if (auto e = ck.device_list("gears_vif", "vif", {"mac", "bridge"}, {}, plan)) return *e;
+  // gears_vif: the vif's own keys (dom0/backends/net/README.md); any other key=value is a per-vif hint.
+  if (auto e = ck.device_list("gears_vif", "vif", {"mac", "bridge", "ifname", "mtu", "queues", "host", "xdp-mode"}, {},
+                              plan))
+    return *e;
   return plan;
 }
 

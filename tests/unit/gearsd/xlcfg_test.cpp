@@ -127,13 +127,14 @@ TEST(XlConfig, DeviceListsBecomePlannedDevices) {
   gears::test::TempDir d;
   const std::string f = d.write("ok.cfg", kBase +
                                               "gears_disk = [ \"vdev=xvdb,target=/srv/a.img,class=gold,latency=2ms\",\n"
-                                              "               \"vdev=xvdc,target=/srv/b.img,mode=r\" ]\n"
-                                              "gears_vif = [ \"mac=00:16:3e:00:00:01,bridge=br0,rate=100M\" ]\n"
+                                              "               \"vdev=xvdc,target=/srv/b.img,mode=r,dcache=writeback\" ]\n"
+                                              "gears_vif = [ \"mac=00:16:3e:00:00:01,bridge=br0,rate=100M\",\n"
+                                              "              \"host=xdp:eth1,xdp-mode=skb,class=gold\" ]\n"
                                               "gears_channel = 0\n");
   const auto r = load_gears_config(f);
   ASSERT_TRUE(std::holds_alternative<GearsPlan>(r)) << std::get<ConfigError>(r).format();
   const auto& p = std::get<GearsPlan>(r);
-  ASSERT_EQ(p.devices.size(), 3U);
+  ASSERT_EQ(p.devices.size(), 4U);
   EXPECT_EQ(p.devices[0].kind, "vbd");
   EXPECT_EQ(p.devices[0].params["hints"], "class=gold,latency=2ms");
   EXPECT_EQ(p.devices[1].devid, 1U);
@@ -141,6 +142,10 @@ TEST(XlConfig, DeviceListsBecomePlannedDevices) {
   EXPECT_EQ(p.devices[2].kind, "vif");
   EXPECT_EQ(p.devices[2].params["bridge"], "br0");
   EXPECT_EQ(p.devices[2].line, 6);
+  EXPECT_EQ(p.devices[1].params["dcache"], "writeback");
+  EXPECT_EQ(p.devices[3].params["host"], "xdp:eth1");
+  EXPECT_EQ(p.devices[3].params["xdp-mode"], "skb");
+  EXPECT_EQ(p.devices[3].params["hints"], "class=gold");
 }
 
 TEST(XlConfig, NoGearsKeysMeansNothingForGearsd) {
