@@ -536,6 +536,7 @@ TEST_F(BlkE2E, BounceOnAnNbdTarget) {
 
 // The frontend moves to Closing with zero-bounce reads outstanding: the backend answers every request it took
 // (from the mapped pages, all OK) before it unmaps anything; every grant is unmapped afterwards (TearDown).
+// Whether any is still at the target at that moment depends on timing: GrantPins is the deterministic check.
 TEST_F(BlkE2E, FrontendClosingWithZeroBounceReadsOutstanding) {
   TempDisk disk(16 << 20);
   dom0_->add(5, 1, {{"target", disk.path}, {"grants", "persistent"}});
@@ -555,8 +556,11 @@ TEST_F(BlkE2E, FrontendClosingWithZeroBounceReadsOutstanding) {
       for (unsigned k = 0; k < 11; ++k) r.seg[k] = {f.data_ref((i * 11 + k) % 64), 0, 7};
       ASSERT_TRUE(f.submit(r));
     }
+    auto first = f.wait_response(5000);  // the backend has started on them
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->status, BLKIF_RSP_OKAY);
     fake::store_write("/local/domain/5/device/vbd/1/state", std::to_string(XenbusStateClosing));
-    std::size_t answered = 0;
+    std::size_t answered = 1;
     while (auto rsp = f.wait_response(1000)) {
       EXPECT_EQ(rsp->status, BLKIF_RSP_OKAY) << "id " << rsp->id;
       ++answered;
@@ -566,7 +570,6 @@ TEST_F(BlkE2E, FrontendClosingWithZeroBounceReadsOutstanding) {
     EXPECT_EQ(st["grant_failures"], 0U);
     EXPECT_EQ(st["profile"]["zero_copy"], answered);
     EXPECT_EQ(st["profile"]["bounced"], 0U);
-    EXPECT_GT(answered, 0U);
   }
   dom0_->remove(5);
 }
