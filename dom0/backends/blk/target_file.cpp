@@ -165,6 +165,7 @@ class FileTarget final : public Target {
       ::io_uring_cqe_seen(&ring_, cqe);
       Pending& p = ops_[slot];
       const bool xfer = p.io.kind == IoKind::read || p.io.kind == IoKind::write;
+      bool stuck = false;  // a short transfer whose rest could not be resubmitted: an error, never "done"
       if (xfer && res > 0 && p.done + static_cast<std::size_t>(res) < p.total) {
         p.done += static_cast<std::size_t>(res);  // short transfer: go on with the rest
         advance(p.io.iov, p.iov_at, static_cast<std::size_t>(res));
@@ -172,10 +173,11 @@ class FileTarget final : public Target {
           resubmitted = true;
           continue;
         }
+        stuck = true;
       }
       --inflight_;
       free_.push_back(slot);
-      int result = res < 0 ? res : 0;
+      int result = res < 0 ? res : (stuck ? -EAGAIN : 0);
       if (xfer && res == 0 && p.done < p.total) result = p.io.kind == IoKind::read ? -EIO : -ENOSPC;
       done(p.io.tag, result);
     }
