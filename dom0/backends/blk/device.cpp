@@ -124,7 +124,8 @@ BlkDevice::BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints)
 }
 
 BlkDevice::~BlkDevice() {
-  target_.reset();  // waits for the kernel/server to release our buffers
+  target_.reset();  // waits for the kernel/server to release our buffers (and the guest pages of zero-bounce I/O)
+  pins_.reset();
   for (auto& s : slots_) free_buf(s.buf);
 }
 
@@ -239,7 +240,8 @@ void BlkDevice::stop() {
   store_watch_ = target_watch_ = timer_ = 0;
   disconnect();
   driver_.reset();
-  target_.reset();
+  target_.reset();  // waits for what the kernel still does: then no zero-bounce I/O is in flight
+  pins_.reset();
   if (store_) xenbus::remove_device_nodes(*store_, blk_nodes(dom, key().devid));
 }
 
@@ -358,7 +360,11 @@ void BlkDevice::disconnect() {
     if (loop_ && q.watch) loop_->remove(q.watch);
   queues_.clear();
   dirty_.clear();
-  pgrants_.reset();
+  // Unmapped now, or (zero-bounce I/O still in flight after the bounded drain) when the last of it completes.
+  if (pins_.pins() > 0 && pgrants_)
+    spdlog::warn("dom={} dev={}: {} zero-bounce I/O(s) still in flight: persistent grants stay mapped until done",
+                 domid(), name(), pins_.pins());
+  pins_.retire(std::move(pgrants_));
   ++gen_;
   // Requests still queued belong to the old connection: dropped when the scheduler hands them out.
   // Those in the target complete into the void (their generation is stale).
@@ -469,8 +475,11 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
     }
     s.req = full.request();
   }
-  const std::size_t len = (s.req.op == Op::read || s.req.op == Op::write) ? s.req.bytes() : 0;
-  if (len > s.buf_len) {
+  const bool data = s.req.op == Op::read || s.req.op == Op::write;
+  const std::size_t len = data ? s.req.bytes() : 0;
+  s.zero_copy = data && map_segments(s);
+  if (data) ++(s.zero_copy ? zero_copy_ : bounced_);
+  if (!s.zero_copy && len > s.buf_len) {
     free_buf(s.buf);
     s.buf = static_cast<std::byte*>(std::aligned_alloc(kPageBytes, (len + kPageBytes - 1) & ~std::size_t{kPageBytes - 1}));
     s.buf_len = s.buf ? len : 0;
@@ -480,7 +489,7 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
       return;
     }
   }
-  if (s.req.op == Op::write && !copy_segments(s, false)) {
+  if (s.req.op == Op::write && !s.zero_copy && !copy_segments(s, false)) {
     ++grant_failures_;
     note_reject(Reject{BLKIF_RSP_ERROR, "data grant not copyable", s.req.id, s.req.wire_op});
     respond(q, s.req.id, s.req.wire_op, BLKIF_RSP_ERROR);
@@ -494,6 +503,28 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
 std::span<const Segment> BlkDevice::segments(const Slot& s) const {
   if (s.req.indirect) return {s.segs.data(), s.req.nr_segments};
   return {s.req.direct.data(), s.req.nr_segments};
+}
+
+bool BlkDevice::map_segments(Slot& s) {
+  if (!pgrants_ || !target_ || !target_->vectored_io()) return false;
+  const auto segs = segments(s);
+  if (segs.size() > kMaxIovecs) return false;
+  if (s.iov.size() < segs.size()) s.iov.resize(segs.size());
+  std::size_t n = 0;
+  const bool direct = cfg_.topts.cache == CacheMode::none;
+  for (const auto& seg : segs) {  // validated by the parser: offset + len <= 4096
+    if (direct && (seg.offset != 0 || seg.len != kPageBytes)) return false;  // O_DIRECT: whole pages only (alignment)
+    auto page = pgrants_->get(fe_dom_, seg.gref);
+    if (!page) return false;  // not mappable or the cache is full: the bounce path copies it (or reports it)
+    std::byte* p = page->data() + seg.offset;
+    if (n > 0 && static_cast<std::byte*>(s.iov[n - 1].iov_base) + s.iov[n - 1].iov_len == p)
+      s.iov[n - 1].iov_len += seg.len;  // adjacent in our address space: one iovec
+    else
+      s.iov[n++] = iovec{p, seg.len};
+  }
+  s.iov_n = n;
+  pgrant_hits_ += segs.size();
+  return true;
 }
 
 bool BlkDevice::copy_segments(Slot& s, bool to_guest) {
@@ -562,10 +593,18 @@ void BlkDevice::dispatch() {
     io.tag = *si;
     io.offset = s.req.sector << kSectorShift;
     switch (s.req.op) {
-      case Op::read: io.kind = IoKind::read; io.buf = {s.buf, s.req.bytes()}; break;
-      case Op::write: io.kind = IoKind::write; io.buf = {s.buf, s.req.bytes()}; break;
+      case Op::read: io.kind = IoKind::read; break;
+      case Op::write: io.kind = IoKind::write; break;
       case Op::flush: io.kind = IoKind::flush; break;
       case Op::discard: io.kind = IoKind::discard; io.length = s.req.bytes(); break;
+    }
+    if (s.req.op == Op::read || s.req.op == Op::write) {
+      if (s.zero_copy) {
+        io.iov = {s.iov.data(), s.iov_n};
+        pins_.pin();  // until complete(): the guest pages must stay mapped
+      } else {
+        io.buf = {s.buf, s.req.bytes()};
+      }
     }
     if (!target_->submit(io)) {
       complete(*si, -EIO);
@@ -612,6 +651,7 @@ void BlkDevice::complete(std::uint64_t tag, int result) {
   if (si >= slots_.size()) return;
   Slot& s = slots_[si];
   if (s.t_disp != 0) target_ns_ += now_ns() - s.t_disp;
+  if (s.zero_copy && s.state == SlotState::target) pins_.unpin();  // the data transfer is over (a flush may follow)
   if (result < 0) {
     ++io_errors_;
     last_error_ = std::string("target I/O error: ") + std::strerror(-result);
@@ -631,7 +671,7 @@ void BlkDevice::complete(std::uint64_t tag, int result) {
     finish(si, BLKIF_RSP_ERROR);
     return;
   }
-  if (s.req.op == Op::read && s.gen == gen_ && !copy_segments(s, true)) {
+  if (s.req.op == Op::read && !s.zero_copy && s.gen == gen_ && !copy_segments(s, true)) {
     ++grant_failures_;
     finish(si, BLKIF_RSP_ERROR);
     return;
@@ -715,7 +755,8 @@ nlohmann::json BlkDevice::stats() const {
           {"grant_failures", grant_failures_},
           {"persistent_hits", pgrant_hits_},
           {"grant_copies", copies_},
-          {"profile", {{"copy_ns", copy_ns_}, {"copy_calls", copy_calls_}, {"target_ns", target_ns_}, {"wakeups", wakeups_}}},
+          {"profile", {{"copy_ns", copy_ns_}, {"copy_calls", copy_calls_}, {"target_ns", target_ns_}, {"wakeups", wakeups_},
+                       {"zero_copy", zero_copy_}, {"bounced", bounced_}}},
           {"connects", connects_},
           {"anticipations", sched_ ? sched_->anticipations() : 0},
           {"anticipation_hits", sched_ ? sched_->anticipation_hits() : 0},

@@ -8,6 +8,9 @@
 //   buffer) --> Scheduler --> Target --> (reads: bounce buffer copied to the guest) --> response.
 // Guest data is moved by grant copy (default) or through persistent grants (grants=persistent, when the
 // frontend agrees): mapped once, memcpy'd, with grant copy as the fallback when the cache is full.
+// Zero-bounce: with persistent grants and a target that takes iovecs (vectored_io(): the file target), a
+// read/write whose every page is in the cache skips the bounce buffer: the target moves the data straight
+// between the file and the mapped guest pages. Those pages stay mapped until the I/O completes (GrantPins).
 // A bad request gets an error response (counted, logged once per reason). A broken ring (producer index,
 // unreadable keys, unmappable ring) closes the device: xenbus Closing + `error`, one log line
 // `dom=<d> dev=vbd/<n>: closed: <reason>`. Other devices are untouched.
@@ -27,6 +30,7 @@
 #include "common/xenbus/driver.hpp"
 #include "common/xenbus/nodes.hpp"
 #include "dom0/backends/blk/attribution.hpp"
+#include "dom0/backends/blk/grant_pins.hpp"
 #include "dom0/backends/blk/protocol.hpp"
 #include "dom0/backends/blk/sched.hpp"
 #include "dom0/backends/blk/target.hpp"
@@ -87,6 +91,9 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
     std::vector<Segment> segs;
     std::byte* buf = nullptr;  // aligned bounce buffer, req.bytes() long
     std::size_t buf_len = 0;
+    bool zero_copy = false;    // read/write served through iov (mapped guest pages), not buf
+    std::vector<iovec> iov;    // zero-bounce: iov_n entries into persistently mapped pages (the target trims them)
+    std::size_t iov_n = 0;
     Classified cls;
     std::uint64_t t_enq = 0, t_disp = 0;
     std::int32_t proc = -1;  // Attribution index of the submitting guest process
@@ -123,6 +130,9 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   void update_target_poll();
   // Moves guest data between the segments and the bounce buffer. false = a grant failed.
   [[nodiscard]] bool copy_segments(Slot& s, bool to_guest);
+  // Zero-bounce: points s.iov at every segment's mapped page. false = bounce (no persistent grants, a target
+  // without iovecs, a page not in the cache).
+  [[nodiscard]] bool map_segments(Slot& s);
   [[nodiscard]] std::span<const Segment> segments(const Slot& s) const;
   void note_reject(const Reject& r);
 
@@ -133,6 +143,7 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::optional<xenbus::BackendDriver> driver_;
   std::optional<xen::GrantTable> gnt_;
   std::unique_ptr<xen::PersistentGrantCache> pgrants_;
+  GrantPins pins_;  // zero-bounce I/O in flight; keeps a disconnected cache mapped until it is done
   DiskGeometry geo_;
   std::vector<Queue> queues_;
   domid_t fe_dom_ = 0;
@@ -153,6 +164,8 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::uint64_t rejected_ = 0, closes_ = 0, connects_ = 0, grant_failures_ = 0, pgrant_hits_ = 0, copies_ = 0;
   // Where a request's time goes (ns): grant copies (data and indirect pages), the target (dispatch -> completion).
   std::uint64_t copy_ns_ = 0, copy_calls_ = 0, target_ns_ = 0, wakeups_ = 0;
+  // Reads/writes served zero-bounce (iovecs into the guest's pages) and through the bounce buffer.
+  std::uint64_t zero_copy_ = 0, bounced_ = 0;
   std::array<ClassStats, kClasses> class_stats_{};
   std::vector<ClassStats> label_stats_;
   Attribution attr_;

@@ -11,7 +11,12 @@
 // polls fd() for poll_events() and calls on_ready(), which reports each completion once through
 // `done(tag, result)` (result 0 = success, else a negative errno). Buffers stay valid and untouched by
 // the caller until their completion is reported.
+// Scatter-gather (vectored_io() targets only): a read/write may carry an iovec span instead of `buf` (zero-bounce
+// I/O straight into the guest's persistently mapped pages). The target owns the iovec array until completion and may
+// rewrite it (a short transfer advances through it); the pages behind it stay mapped until completion.
 #pragma once
+
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +39,7 @@ struct TargetIo {
   std::uint64_t offset = 0;      // bytes
   std::span<std::byte> buf{};    // read/write
   std::uint64_t length = 0;      // discard (bytes)
+  std::span<iovec> iov{};        // read/write on a vectored_io() target: used instead of buf when non-empty
 };
 
 enum class CacheMode : std::uint8_t { writethrough, writeback, none };
@@ -72,7 +78,11 @@ class Target {
   [[nodiscard]] virtual nlohmann::json stats() const { return nullptr; }
   // True when operations complete inside submit() (a file in memory), reported at the next on_ready().
   [[nodiscard]] virtual bool inline_io() const { return false; }
+  // True when submit() takes TargetIo::iov (at most kMaxIovecs entries); others only ever see `buf`.
+  [[nodiscard]] virtual bool vectored_io() const { return false; }
 };
+
+inline constexpr std::size_t kMaxIovecs = 1024;  // IOV_MAX
 
 // The dom0-side block cache (device params dcache=, dcache-file=).
 enum class DcacheMode : std::uint8_t { off, writethrough, writeback };

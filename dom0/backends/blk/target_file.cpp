@@ -4,6 +4,8 @@
 // (no FMODE_NOWAIT on Linux 6.1), so io_uring hands every operation to an io-wq kernel thread: two context
 // switches per request for a copy. Such a file is served inline: submit() does the copy on the worker thread
 // and queues the completion; on_ready() reports it (kick() signals the eventfd so a poller comes back).
+// Both paths take scatter-gather reads/writes (vectored_io(): readv/writev, preadv/pwritev): zero-bounce I/O
+// straight into the guest's pages. A short transfer trims the caller's iovec array in place and goes on.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -15,6 +17,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -24,6 +27,33 @@
 
 namespace gears::blk {
 namespace {
+
+// Bytes a read/write moves: the iovecs' total, or buf.
+std::size_t xfer_bytes(const TargetIo& io) {
+  if (io.iov.empty()) return io.buf.size();
+  std::size_t n = 0;
+  for (const auto& v : io.iov) n += v.iov_len;
+  return n;
+}
+
+// Consumes n bytes from the front of iov[at..]: whole entries are skipped (at moves on), a partial one is trimmed.
+void advance(std::span<iovec> iov, std::size_t& at, std::size_t n) {
+  while (n > 0 && at < iov.size()) {
+    if (n >= iov[at].iov_len) {
+      n -= iov[at].iov_len;
+      ++at;
+      continue;
+    }
+    iov[at].iov_base = static_cast<std::byte*>(iov[at].iov_base) + n;
+    iov[at].iov_len -= n;
+    n = 0;
+  }
+}
+
+// The iovecs still to do, at most kMaxIovecs (a longer list goes on as a short transfer).
+std::pair<iovec*, unsigned> rest(std::span<iovec> iov, std::size_t at) {
+  return {iov.data() + at, static_cast<unsigned>(std::min(iov.size() - at, kMaxIovecs))};
+}
 
 class FileTarget final : public Target {
  public:
@@ -87,6 +117,7 @@ class FileTarget final : public Target {
   bool can_discard() const override { return discard_; }
   std::string describe() const override { return "file:" + path_; }
   bool inline_io() const override { return inline_; }
+  bool vectored_io() const override { return true; }
   std::uint32_t depth() const override { return depth_; }
   int fd() const override { return efd_; }
   std::uint32_t poll_events() const override { return 0x001; /* EPOLLIN */ }
@@ -101,7 +132,7 @@ class FileTarget final : public Target {
     if (free_.empty()) return Error{EAGAIN, "target: queue full"};
     const std::uint32_t slot = free_.back();
     free_.pop_back();
-    ops_[slot] = Pending{io, 0};
+    ops_[slot] = Pending{io, 0, xfer_bytes(io), 0};
     if (!prep(slot)) {
       free_.push_back(slot);
       return Error{EAGAIN, "target: no submission entry"};
@@ -134,17 +165,20 @@ class FileTarget final : public Target {
       ::io_uring_cqe_seen(&ring_, cqe);
       Pending& p = ops_[slot];
       const bool xfer = p.io.kind == IoKind::read || p.io.kind == IoKind::write;
-      if (xfer && res > 0 && p.done + static_cast<std::size_t>(res) < p.io.buf.size()) {
+      bool stuck = false;  // a short transfer whose rest could not be resubmitted: an error, never "done"
+      if (xfer && res > 0 && p.done + static_cast<std::size_t>(res) < p.total) {
         p.done += static_cast<std::size_t>(res);  // short transfer: go on with the rest
+        advance(p.io.iov, p.iov_at, static_cast<std::size_t>(res));
         if (prep(slot)) {
           resubmitted = true;
           continue;
         }
+        stuck = true;
       }
       --inflight_;
       free_.push_back(slot);
-      int result = res < 0 ? res : 0;
-      if (xfer && res == 0 && p.done < p.io.buf.size()) result = p.io.kind == IoKind::read ? -EIO : -ENOSPC;
+      int result = res < 0 ? res : (stuck ? -EAGAIN : 0);
+      if (xfer && res == 0 && p.done < p.total) result = p.io.kind == IoKind::read ? -EIO : -ENOSPC;
       done(p.io.tag, result);
     }
     if (resubmitted) kick();
@@ -153,7 +187,9 @@ class FileTarget final : public Target {
  private:
   struct Pending {
     TargetIo io;
-    std::size_t done = 0;
+    std::size_t done = 0;    // bytes transferred so far
+    std::size_t total = 0;   // bytes to transfer (read/write)
+    std::size_t iov_at = 0;  // first iovec not yet done (io.iov trimmed in place)
   };
   [[noreturn]] void fail(const char* what) {
     const int e = errno;
@@ -165,17 +201,28 @@ class FileTarget final : public Target {
     std::size_t done = 0;
     switch (io.kind) {
       case IoKind::read:
-      case IoKind::write:
-        while (done < io.buf.size()) {
+      case IoKind::write: {
+        const std::size_t total = xfer_bytes(io);
+        std::size_t at = 0;
+        while (done < total) {
           const auto off = static_cast<off_t>(io.offset + done);
-          const ssize_t n = io.kind == IoKind::read ? ::pread(fd_, io.buf.data() + done, io.buf.size() - done, off)
-                                                    : ::pwrite(fd_, io.buf.data() + done, io.buf.size() - done, off);
+          ssize_t n = 0;
+          if (!io.iov.empty()) {
+            const auto [v, cnt] = rest(io.iov, at);
+            n = io.kind == IoKind::read ? ::preadv(fd_, v, static_cast<int>(cnt), off)
+                                        : ::pwritev(fd_, v, static_cast<int>(cnt), off);
+          } else {
+            n = io.kind == IoKind::read ? ::pread(fd_, io.buf.data() + done, total - done, off)
+                                        : ::pwrite(fd_, io.buf.data() + done, total - done, off);
+          }
           if (n < 0 && errno == EINTR) continue;
           if (n < 0) return -errno;
           if (n == 0) return io.kind == IoKind::read ? -EIO : -ENOSPC;
           done += static_cast<std::size_t>(n);
+          if (!io.iov.empty()) advance(io.iov, at, static_cast<std::size_t>(n));
         }
         return 0;
+      }
       case IoKind::flush:
         return ::fdatasync(fd_) == 0 ? 0 : -errno;
       case IoKind::discard:
@@ -191,6 +238,13 @@ class FileTarget final : public Target {
     io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return false;
     const Pending& p = ops_[slot];
+    if (!p.io.iov.empty() && (p.io.kind == IoKind::read || p.io.kind == IoKind::write)) {
+      const auto [v, cnt] = rest(p.io.iov, p.iov_at);
+      if (p.io.kind == IoKind::read) ::io_uring_prep_readv(sqe, fd_, v, cnt, p.io.offset + p.done);
+      else ::io_uring_prep_writev(sqe, fd_, v, cnt, p.io.offset + p.done);
+      ::io_uring_sqe_set_data64(sqe, slot);
+      return true;
+    }
     switch (p.io.kind) {
       case IoKind::read:
         ::io_uring_prep_read(sqe, fd_, p.io.buf.data() + p.done, static_cast<unsigned>(p.io.buf.size() - p.done),
