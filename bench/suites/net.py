@@ -42,7 +42,7 @@ def run(ctx) -> None:
         tcp["errors"]["netback"] = tcp["errors"].get("ours", "not measured")
 
     rtt = ctx.res.add("net.qos_gold_rtt_us", "us", "lower")
-    rtt["conditions"] = {"gold": "pvh1, class=gold rate=500K", "bronze": "pv1, class=bronze, TCP flood to dom0",
+    rtt["conditions"] = {"gold": "pvh1, class=gold rate=200K (GEARS_SEMNET_RATE)", "bronze": "pv1, class=bronze, TCP flood to dom0",
                          "rtt": "busybox ping, mean of 20"}
     qos: dict = {}
 

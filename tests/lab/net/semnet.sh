@@ -3,7 +3,8 @@
 #   semnet.sh tcp | hostile | qos | live | xdp | xdp_port | bench [SECONDS]
 # Addresses: dom0 10.99.0.1 on xenbr0; pv1 10.99.0.2 and pvh1 10.99.0.3 on their Gears vifs (devid 1).
 # The stock netback contrast (qos) uses devid 2 vifs on 10.98.0.0/24 over the same bridge.
-# Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 500K bytes/s: below what a loaded TCG host delivers).
+# Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 200K bytes/s: below
+# what pvh1 gets through one dom0 vCPU under a flood on a loaded TCG host; 500K failed there once, gold at 0.26 MB/s).
 set -uo pipefail
 LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
 LOG=/run/gears/gearsd.log   # in dom0
@@ -13,7 +14,7 @@ SOCK=/run/gears/gearsd.sock
 NET=${GEARS_SEMNET_NET:-10.99.0}        # /24 of the Gears vifs (dom0 .1, pv1 .2, pvh1 .3)
 SNET=${GEARS_SEMNET_STOCK_NET:-10.98.0}  # /24 of the stock netback vifs (the contrast)
 TCP_BYTES=${GEARS_SEMNET_TCP_BYTES:-67108864}
-GOLD_RATE=${GEARS_SEMNET_RATE:-500K}
+GOLD_RATE=${GEARS_SEMNET_RATE:-200K}
 declare -A MAC=([pv1]=00:16:3e:00:01:01 [pvh1]=00:16:3e:00:02:01)
 declare -A IP=([pv1]=$NET.2 [pvh1]=$NET.3)
 declare -A SMAC=([pv1]=00:16:3e:00:01:02 [pvh1]=00:16:3e:00:02:02)
@@ -186,7 +187,8 @@ t_live() {
   start_tcp_server
   local gid before after out1 out2 r1 r2
   gid=$(domid pvh1)
-  dom0 "gearsctl attach $gid --hints class=gold,rate=500K" || fail "hints 1"
+  # 200K then 4M: pvh1 itself peaks near 1 MB/s on a loaded TCG host, so the second rate must stay above 2x the first.
+  dom0 "gearsctl attach $gid --hints class=gold,rate=200K" || fail "hints 1"
   sleep 1
   before=$(vif_stats "$gid")
   out1=$(T=300 guest pvh1 "gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 4194304") || fail "xfer 1"
@@ -196,14 +198,14 @@ t_live() {
   after=$(vif_stats "$gid")
   echo "before: $before"
   echo "after:  $after"
-  echo "rate=500K: $out1"
+  echo "rate=200K: $out1"
   echo "rate=4M:   $out2"
   r1=$(jget "$out1" "['mb_s']"); r2=$(jget "$out2" "['mb_s']")
   [ "$(jget "$before" "['connects']")" = "$(jget "$after" "['connects']")" ] || fail "the vif reconnected"
   [ "$(jget "$after" "['qos']['class']")" = silver ] || fail "class did not change: $after"
-  python3 -c "import sys; sys.exit(0 if $r1 < 0.6 and $r2 > 2*$r1 else 1)" || fail "rate did not follow: $r1 then $r2 MB/s"
+  python3 -c "import sys; sys.exit(0 if $r1 < 0.26 and $r2 > 2*$r1 else 1)" || fail "rate did not follow: $r1 then $r2 MB/s"
   dom0 "gearsctl attach $gid --hints class=gold,rate=$GOLD_RATE" >/dev/null
-  pass "gold -> silver and 500K -> 4M applied live (connects unchanged): $r1 MB/s then $r2 MB/s"
+  pass "gold -> silver and 200K -> 4M applied live (connects unchanged): $r1 MB/s then $r2 MB/s"
 }
 
 # The AF_XDP host side: a veth pair in dom0 (gx0 for the vif's AF_XDP port, gx1 holding dom0's address on
