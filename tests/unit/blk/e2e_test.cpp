@@ -102,10 +102,7 @@ TEST_F(BlkE2E, NegotiatesAndServesDirectAndIndirectIo) {
   EXPECT_EQ(fake::store_read("/local/domain/5/device/vbd/51728/virtual-device"), "51728");
 
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 51728;
-  o.ring_page_order = 2;
-  blkfront::Frontend f(o);
+  blkfront::Frontend f({.devid = 51728, .ring_page_order = 2});
   EXPECT_EQ(f.sectors(), (64U << 20) / 512);
   EXPECT_EQ(f.ring().size(), 128U);  // 4 pages of blkif entries
 
@@ -157,10 +154,7 @@ TEST_F(BlkE2E, PersistentGrantsWhenBothSidesAgree) {
   TempDisk disk(16 << 20);
   dom0_->add(5, 1, {{"target", disk.path}, {"grants", "persistent"}});
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 1;
-  o.persistent = true;
-  blkfront::Frontend f(o);
+  blkfront::Frontend f({.devid = 1, .persistent = true});
   for (int i = 0; i < 4; ++i) {
     fill(f.data().subspan(0, 4 * 4096), static_cast<std::uint64_t>(i));
     std::vector<std::byte> expect(f.data().begin(), f.data().begin() + 4 * 4096);
@@ -180,9 +174,7 @@ TEST_F(BlkE2E, MalformedRequestsGetErrorsAndTheDiskKeepsWorking) {
   TempDisk disk(16 << 20);
   dom0_->add(5, 1, {{"target", disk.path}});
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 1;
-  blkfront::Frontend f(o);
+  blkfront::Frontend f({.devid = 1});
   const std::uint64_t sectors = f.sectors();
   std::vector<blkif_request> bad;
   auto one = [&](std::uint8_t op) {
@@ -221,15 +213,11 @@ TEST_F(BlkE2E, BrokenRingClosesOnlyThatDevice) {
   std::optional<blkfront::Frontend> good;
   {
     fake::AsDomain as(6);
-    blkfront::Options o;
-    o.devid = 1;
-    good.emplace(o);
+    good.emplace(blkfront::Options{.devid = 1});
   }
   {
     fake::AsDomain as(5);
-    blkfront::Options o;
-    o.devid = 1;
-    blkfront::Frontend bad(o);
+    blkfront::Frontend bad({.devid = 1});
     auto* s = reinterpret_cast<blkif_sring*>(bad.raw_ring().data());
     ring::shm::store_release(s->req_prod, bad.ring().size() + 1000);
     ASSERT_TRUE(bad.kick());
@@ -261,9 +249,7 @@ TEST_F(BlkE2E, ReadOnlyDiskAndBadParams) {
   EXPECT_EQ(fake::store_read(be_dir(5, 1) + "/info"), "4");
   EXPECT_EQ(fake::store_read(be_dir(5, 1) + "/feature-discard"), "0");
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 1;
-  blkfront::Frontend f(o);
+  blkfront::Frontend f({.devid = 1});
   auto w = f.rw(BLKIF_OP_WRITE, 0, 0, 1);
   ASSERT_TRUE(w);
   EXPECT_EQ(*w, BLKIF_RSP_ERROR);
@@ -287,9 +273,7 @@ TEST_F(BlkE2E, DetachOfADiskInUseIsRefusedUnlessForced) {
   TempDisk disk(16 << 20);
   dom0_->add(5, 51728, {{"target", "file:" + disk.path}});
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 51728;
-  blkfront::Frontend f(o);  // connected; it never answers Closing
+  blkfront::Frontend f({.devid = 51728});  // connected; it never answers Closing
   const std::string why = dom0_->prepare_detach(5, false);
   EXPECT_NE(why.find("in use"), std::string::npos) << why;
   EXPECT_NE(why.find("--force"), std::string::npos) << why;
@@ -311,9 +295,7 @@ TEST_F(BlkE2E, WriteBackCacheKeepsFlushSemantics) {
   const std::string cache = std::string(dir) + "/vbd.dcache";
   dom0_->add(5, 1, {{"target", disk.path}, {"dcache", "writeback"}, {"dcache-file", cache}});
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 1;
-  blkfront::Frontend f(o);
+  blkfront::Frontend f({.devid = 1});
   fill(f.data().subspan(0, 4 * 4096), 21);
   const std::vector<std::byte> mine(f.data().begin(), f.data().begin() + 4 * 4096);
   auto w = f.rw(BLKIF_OP_WRITE, 64, 0, 4);
@@ -389,10 +371,7 @@ TEST_P(BlkZeroBounce, PersistentGrantsGoStraightToTheFileByteExact) {
   TempDisk disk(16 << 20, GetParam());
   dom0_->add(5, 1, {{"target", disk.path}, {"grants", "persistent"}});
   fake::AsDomain as(5);
-  blkfront::Options o;
-  o.devid = 1;
-  o.persistent = true;
-  blkfront::Frontend f(o);
+  blkfront::Frontend f({.devid = 1, .persistent = true});
   fill(f.data(), 3);
   const std::vector<Seg> w{{0, 3, 7}, {1, 0, 7}, {2, 2, 2}, {5, 0, 5}, {4, 1, 7}};  // 27 sectors
   const Bytes wrote = gather(f, w);
@@ -463,10 +442,7 @@ TEST_F(BlkE2E, BounceWhereZeroBounceDoesNotApply) {
     dom0_->add(5, 1, c.params);
     {
       fake::AsDomain as(5);
-      blkfront::Options o;
-      o.devid = 1;
-      o.persistent = c.fe_persistent;
-      blkfront::Frontend f(o);
+      blkfront::Frontend f({.devid = 1, .persistent = c.fe_persistent});
       fill(f.data(), ++seed);
       const std::vector<Seg> w{{0, 2, 7}, {1, 0, 4}};
       const Bytes wrote = gather(f, w);
@@ -513,10 +489,7 @@ TEST_F(BlkE2E, BounceOnAnNbdTarget) {
   dom0_->add(5, 1, {{"target", "nbd+unix:///?socket=" + sock}, {"grants", "persistent"}});
   {
     fake::AsDomain as(5);
-    blkfront::Options o;
-    o.devid = 1;
-    o.persistent = true;
-    blkfront::Frontend f(o);
+    blkfront::Frontend f({.devid = 1, .persistent = true});
     fill(f.data(), 5);
     const std::vector<Seg> w{{0, 1, 6}, {1, 0, 7}};
     const Bytes wrote = gather(f, w);
@@ -542,11 +515,7 @@ TEST_F(BlkE2E, FrontendClosingWithZeroBounceReadsOutstanding) {
   dom0_->add(5, 1, {{"target", disk.path}, {"grants", "persistent"}});
   {
     fake::AsDomain as(5);
-    blkfront::Options o;
-    o.devid = 1;
-    o.persistent = true;
-    o.ring_page_order = 2;
-    blkfront::Frontend f(o);
+    blkfront::Frontend f({.devid = 1, .ring_page_order = 2, .persistent = true});
     for (std::uint64_t i = 0; i < 48; ++i) {
       blkif_request r{};
       r.operation = BLKIF_OP_READ;

@@ -56,52 +56,55 @@ class FileTargetTest : public ::testing::TestWithParam<const char*> {
   void TearDown() override {
     if (!path_.empty()) std::filesystem::remove(path_);
   }
+  // Runs `body` on the file opened in each cache mode in turn; a fatal failure ends the test, as in a plain loop.
+  template <class Body>
+  void for_each_mode(std::uint32_t depth, Body body) {
+    for (auto mode : {blk::CacheMode::writethrough, blk::CacheMode::writeback}) {
+      blk::TargetOptions o;
+      o.cache = mode;
+      o.depth = depth;
+      body(*blk::open_file_target(path_, o));
+      if (HasFatalFailure()) return;
+    }
+  }
   std::string path_;
 };
 
 TEST_P(FileTargetTest, WritesReadBackFlushesAndDiscardsThroughThePolledInterface) {
-  for (auto mode : {blk::CacheMode::writethrough, blk::CacheMode::writeback}) {
-    blk::TargetOptions o;
-    o.cache = mode;
-    o.depth = 8;
-    auto t = blk::open_file_target(path_, o);
+  for_each_mode(8, [&](Target& t) {
     const bool in_memory = std::string(GetParam()) == "/dev/shm";
-    EXPECT_EQ(t->inline_io(), in_memory) << t->describe();
+    EXPECT_EQ(t.inline_io(), in_memory) << t.describe();
     Bytes a = pattern(1 << 20, 1), b = pattern(64 << 10, 2);
     std::vector<TargetIo> w{{IoKind::write, 1, 4096, a, 0}, {IoKind::write, 2, 3 << 20, b, 0}};
-    for (auto [tag, res] : run(*t, w)) EXPECT_EQ(res, 0) << "write " << tag;
-    auto f = run(*t, {{IoKind::flush, 3, 0, {}, 0}});
+    for (auto [tag, res] : run(t, w)) EXPECT_EQ(res, 0) << "write " << tag;
+    auto f = run(t, {{IoKind::flush, 3, 0, {}, 0}});
     EXPECT_EQ(f[3], 0);
     Bytes ra(a.size()), rb(b.size());
-    auto r = run(*t, {{IoKind::read, 4, 4096, ra, 0}, {IoKind::read, 5, 3 << 20, rb, 0}});
+    auto r = run(t, {{IoKind::read, 4, 4096, ra, 0}, {IoKind::read, 5, 3 << 20, rb, 0}});
     ASSERT_EQ(r.size(), 2U);
     EXPECT_EQ(r[4], 0);
     EXPECT_EQ(r[5], 0);
     EXPECT_EQ(ra, a);
     EXPECT_EQ(rb, b);
-    auto d = run(*t, {{IoKind::discard, 6, 8192, {}, 16384}});
+    auto d = run(t, {{IoKind::discard, 6, 8192, {}, 16384}});
     EXPECT_EQ(d[6], 0);
     Bytes z(16384);
-    auto rz = run(*t, {{IoKind::read, 7, 8192, z, 0}});
+    auto rz = run(t, {{IoKind::read, 7, 8192, z, 0}});
     EXPECT_EQ(rz[7], 0);
     EXPECT_EQ(z, Bytes(16384));
     // Beyond the end of the file: a read error, not a hang.
     Bytes past(4096);
-    auto e = run(*t, {{IoKind::read, 8, 8 << 20, past, 0}});
+    auto e = run(t, {{IoKind::read, 8, 8 << 20, past, 0}});
     ASSERT_EQ(e.size(), 1U);
     EXPECT_LT(e[8], 0);
-  }
+  });
 }
 
 // Scatter-gather (zero-bounce): reads and writes through iovecs of odd sizes and places, byte-exact; a read that
 // runs past the end of the file is a short transfer through the iovecs, then an error.
 TEST_P(FileTargetTest, VectoredReadsAndWritesAreByteExact) {
-  for (auto mode : {blk::CacheMode::writethrough, blk::CacheMode::writeback}) {
-    blk::TargetOptions o;
-    o.cache = mode;
-    o.depth = 4;
-    auto t = blk::open_file_target(path_, o);
-    EXPECT_TRUE(t->vectored_io());
+  for_each_mode(4, [&](Target& t) {
+    EXPECT_TRUE(t.vectored_io());
     // Four separate "pages", each used from a sector offset for a whole number of sectors.
     std::vector<Bytes> pages(4, Bytes(4096));
     const std::pair<std::size_t, std::size_t> parts[] = {{3 * 512, 5 * 512}, {0, 4096}, {1024, 512}, {512, 6 * 512}};
@@ -114,10 +117,10 @@ TEST_P(FileTargetTest, VectoredReadsAndWritesAreByteExact) {
                   pages[i].begin() + static_cast<long>(parts[i].first + parts[i].second));
     }
     TargetIo wio{IoKind::write, 1, 512 * 77, {}, 0, w};
-    auto wr = run(*t, {wio});
+    auto wr = run(t, {wio});
     EXPECT_EQ(wr[1], 0);
     Bytes check(flat.size());
-    auto cr = run(*t, {{IoKind::read, 2, 512 * 77, check, 0}});
+    auto cr = run(t, {{IoKind::read, 2, 512 * 77, check, 0}});
     EXPECT_EQ(cr[2], 0);
     EXPECT_EQ(check, flat);
 
@@ -125,7 +128,7 @@ TEST_P(FileTargetTest, VectoredReadsAndWritesAreByteExact) {
     std::vector<Bytes> into(4, Bytes(4096, std::byte{0xee}));
     std::vector<iovec> r{{into[0].data() + 2048, 2048}, {into[1].data(), 4096}, {into[2].data() + 512, 3072},
                          {into[3].data(), 1024}};
-    auto rr = run(*t, {{IoKind::read, 3, 512 * 77, {}, 0, r}});
+    auto rr = run(t, {{IoKind::read, 3, 512 * 77, {}, 0, r}});
     EXPECT_EQ(rr[3], 0);
     Bytes got;
     for (const auto& v : std::vector<iovec>{{into[0].data() + 2048, 2048}, {into[1].data(), 4096},
@@ -142,10 +145,10 @@ TEST_P(FileTargetTest, VectoredReadsAndWritesAreByteExact) {
     // 4 KiB before the end, 8 KiB asked for: the first iovec is filled, then an error.
     Bytes a(4096), b(4096);
     std::vector<iovec> past{{a.data(), 4096}, {b.data(), 4096}};
-    auto e = run(*t, {{IoKind::read, 4, (8 << 20) - 4096, {}, 0, past}});
+    auto e = run(t, {{IoKind::read, 4, (8 << 20) - 4096, {}, 0, past}});
     ASSERT_EQ(e.size(), 1U);
     EXPECT_LT(e[4], 0);
-  }
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Filesystems, FileTargetTest, ::testing::Values("/dev/shm", "/var/tmp"));
