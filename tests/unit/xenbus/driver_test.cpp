@@ -25,9 +25,38 @@ const std::string kBePath = "/local/domain/0/backend/test/7/0";
 
 std::string num(State s) { return std::to_string(static_cast<int>(s)); }
 
+// `construct` (a driver's construction) throws XenError `code`; `accepted` says what it took instead.
+template <class F>
+void expect_refused(F construct, int code, const std::string& accepted) {
+  try {
+    construct();
+  } catch (const XenError& e) {
+    EXPECT_EQ(e.code(), code);
+    return;
+  }
+  FAIL() << accepted;
+}
+
 // ---- the device: one page of "ring" and one event channel ----------------------------------------------
 
-class TestBackend final : public BackendHooks {
+// What each end holds: the handle its page comes from, the page (mapped or shared), and the event channel.
+// Members in that order, so the page is released before its handle.
+template <class Handle, class Page>
+struct TestEnd {
+  void release() {
+    ++disconnects;
+    ch = xen::EventChannel();
+    page.reset();
+  }
+  [[nodiscard]] bool up() const { return page.valid() && ch.valid(); }
+
+  Handle handle;
+  Page page;
+  xen::EventChannel ch;
+  int disconnects = 0;
+};
+
+class TestBackend final : public BackendHooks, public TestEnd<xen::GrantTable, xen::GrantMapping> {
  public:
   Status advertise(xen::StoreOps& t, const std::string& be_path) override {
     ++advertises;
@@ -40,34 +69,25 @@ class TestBackend final : public BackendHooks {
     auto ref = s.read_uint(fe_path + "/ring-ref");
     auto port = s.read_uint(fe_path + "/event-channel");
     if (!ref || !port) return Error{EPROTO, "test: frontend keys missing"};
-    auto m = gnt.map(fe_dom, static_cast<grant_ref_t>(*ref), true);
+    auto m = handle.map(fe_dom, static_cast<grant_ref_t>(*ref), true);
     if (!m) return m.error();
     try {
       ch = xen::EventChannel::bind_interdomain(fe_dom, static_cast<evtchn_port_t>(*port));
     } catch (const XenError&) {
       return Error{EPROTO, "test: cannot bind"};
     }
-    ring = std::move(m.value());
+    page = std::move(m.value());
     return {};
   }
 
-  void disconnect() override {
-    ++disconnects;
-    ch = xen::EventChannel();
-    ring.reset();
-  }
+  void disconnect() override { release(); }
 
-  [[nodiscard]] bool up() const { return ring.valid() && ch.valid(); }
-
-  xen::GrantTable gnt;
-  xen::GrantMapping ring;
-  xen::EventChannel ch;
   bool fail_connect = false;
-  int advertises = 0, connect_calls = 0, disconnects = 0;
+  int advertises = 0, connect_calls = 0;
 };
 
 // Constructed, and called, as dom7.
-class TestFrontend final : public FrontendHooks {
+class TestFrontend final : public FrontendHooks, public TestEnd<xen::GrantSharer, xen::GrantShare> {
  public:
   Status setup(xen::Store& s, xen::StoreOps& t, const std::string& fe_path, const std::string& be_path,
                domid_t be_dom) override {
@@ -77,14 +97,14 @@ class TestFrontend final : public FrontendHooks {
     if (!feat || *feat != "1") return Error{EPROTO, "test: backend lacks feature-test"};
     try {
       // Replaces what a previous attempt of this transaction body allocated.
-      share = xen::GrantShare(sharer, be_dom, 1);
+      page = xen::GrantShare(handle, be_dom, 1);
       ch = xen::EventChannel::alloc_unbound(be_dom);
     } catch (const XenError&) {
       return Error{ENOMEM, "test: cannot grant"};
     }
     const std::string hello = "ring generation " + std::to_string(setups);
-    std::memcpy(share.data(), hello.c_str(), hello.size() + 1);
-    if (auto w = t.write(fe_path + "/ring-ref", std::to_string(share.refs()[0])); !w) return w;
+    std::memcpy(page.data(), hello.c_str(), hello.size() + 1);
+    if (auto w = t.write(fe_path + "/ring-ref", std::to_string(page.refs()[0])); !w) return w;
     return t.write(fe_path + "/event-channel", std::to_string(ch.port()));
   }
 
@@ -94,19 +114,10 @@ class TestFrontend final : public FrontendHooks {
     return {};
   }
 
-  void disconnect() override {
-    ++disconnects;
-    ch = xen::EventChannel();
-    share.reset();
-  }
+  void disconnect() override { release(); }
 
-  [[nodiscard]] bool up() const { return share.valid() && ch.valid(); }
-
-  xen::GrantSharer sharer;
-  xen::GrantShare share;
-  xen::EventChannel ch;
   bool fail_setup = false, fail_connected = false;
-  int setups = 0, connected_calls = 0, disconnects = 0;
+  int setups = 0, connected_calls = 0;
 };
 
 // ---- fixture ------------------------------------------------------------------------------------------
@@ -160,6 +171,19 @@ class XenbusDriverTest : public ::testing::Test {
       ASSERT_TRUE(ts.set_perms(kBePath + leaf, be_perms).ok());
   }
 
+  // Both drivers on a new device, neither started.
+  void make_both() {
+    create_device();
+    make_backend();
+    make_frontend();
+  }
+  // ...and both started, nothing pumped yet.
+  void start_both() {
+    make_both();
+    start_backend();
+    start_frontend();
+  }
+
   void make_backend() { be.emplace(*be_store, kBePath, *be_hooks); }
   void make_frontend() {
     fake::AsDomain d(kFeDom);
@@ -206,15 +230,29 @@ class XenbusDriverTest : public ::testing::Test {
     ADD_FAILURE() << "watch events still flowing after 64 rounds\n" << fake::store_dump();
   }
 
+  // Feeds the frontend driver its queued watch events, as dom7, leaving the backend's queued.
+  void drain_frontend() {
+    fake::AsDomain d(kFeDom);
+    (void)drain(*fe_store, fe, fe_errors, fe_log, kFePath + "/state");
+  }
+
   void connect_both() {
-    create_device();
-    make_backend();
-    make_frontend();
-    start_backend();
-    start_frontend();
+    start_both();
     pump();
     ASSERT_EQ(be->state(), XenbusStateConnected);
     ASSERT_EQ(fe->state(), XenbusStateConnected);
+  }
+
+  // The guest's driver comes back (after fe.reset()): a new FrontendDriver starts and both ends run.
+  void restart_frontend() {
+    make_frontend();
+    start_frontend();
+    pump();
+  }
+
+  void close_frontend() {
+    fake::AsDomain d(kFeDom);
+    fe->close();
   }
 
   [[nodiscard]] std::string be_state() const { return fake::store_read(kBePath + "/state").value_or("-"); }
@@ -224,9 +262,9 @@ class XenbusDriverTest : public ::testing::Test {
   void expect_data_path(const std::string& hello) {
     ASSERT_TRUE(be_hooks->up());
     ASSERT_TRUE(fe_hooks->up());
-    EXPECT_STREQ(reinterpret_cast<const char*>(be_hooks->ring.data()), hello.c_str());
-    std::memcpy(be_hooks->ring.data() + 100, "pong", 5);
-    EXPECT_STREQ(reinterpret_cast<const char*>(fe_hooks->share.data() + 100), "pong");
+    EXPECT_STREQ(reinterpret_cast<const char*>(be_hooks->page.data()), hello.c_str());
+    std::memcpy(be_hooks->page.data() + 100, "pong", 5);
+    EXPECT_STREQ(reinterpret_cast<const char*>(fe_hooks->page.data() + 100), "pong");
 
     ASSERT_TRUE(fe_hooks->ch.notify().ok());
     auto got = be_hooks->ch.consume();
@@ -236,6 +274,13 @@ class XenbusDriverTest : public ::testing::Test {
     got = fe_hooks->ch.consume();
     ASSERT_TRUE(got.ok());
     EXPECT_TRUE(got.value()) << "backend -> frontend event";
+  }
+
+  // Both drivers Connected, and the data path works on the ring page the frontend set up last.
+  void expect_connected(const std::string& hello) {
+    EXPECT_EQ(be->state(), XenbusStateConnected);
+    EXPECT_EQ(fe->state(), XenbusStateConnected);
+    expect_data_path(hello);
   }
 
   // Writes the frontend's state node as the (possibly hostile) guest itself would.
@@ -295,7 +340,7 @@ TEST_F(XenbusDriverTest, FullHandshakeConnectsBothEndsAndSharesTheRing) {
   auto perms = toolstack->get_perms(kFePath + "/ring-ref");
   ASSERT_TRUE(perms.ok());
   EXPECT_EQ(perms.value().owner, kFeDom);
-  auto info = fake::grant_info(kFeDom, fe_hooks->share.refs()[0]);
+  auto info = fake::grant_info(kFeDom, fe_hooks->page.refs()[0]);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->grantee, 0);
   EXPECT_EQ(info->map_count, 1U);
@@ -312,25 +357,17 @@ TEST_F(XenbusDriverTest, FullHandshakeConnectsBothEndsAndSharesTheRing) {
 }
 
 TEST_F(XenbusDriverTest, FrontendStartedFirstStillConnects) {
-  create_device();
-  make_backend();
-  make_frontend();
+  make_both();
   start_frontend();
   pump();  // no backend yet: the frontend waits (backend state absent = vanished)
   EXPECT_EQ(fe_hooks->setups, 0);
   start_backend();
   pump();
-  EXPECT_EQ(be->state(), XenbusStateConnected);
-  EXPECT_EQ(fe->state(), XenbusStateConnected);
-  expect_data_path("ring generation 1");
+  expect_connected("ring generation 1");
 }
 
 TEST_F(XenbusDriverTest, SetupTransactionRetryReleasesTheFirstAttempt) {
-  create_device();
-  make_backend();
-  make_frontend();
-  start_backend();
-  start_frontend();
+  start_both();
   fake::fail_next_commits(1);  // the Setup transaction's first commit
   pump();
   EXPECT_EQ(fe_hooks->setups, 2) << "the transaction body ran again";
@@ -345,11 +382,8 @@ TEST_F(XenbusDriverTest, SetupTransactionRetryReleasesTheFirstAttempt) {
 
 TEST_F(XenbusDriverTest, FrontendCloseThenRestartReconnectsWithANewRing) {
   connect_both();
-  const grant_ref_t old_ref = fe_hooks->share.refs()[0];
-  {
-    fake::AsDomain d(kFeDom);
-    fe->close();
-  }
+  const grant_ref_t old_ref = fe_hooks->page.refs()[0];
+  close_frontend();
   EXPECT_EQ(fe_state(), num(XenbusStateClosed));
   EXPECT_FALSE(fe_hooks->up());
   pump();
@@ -366,17 +400,13 @@ TEST_F(XenbusDriverTest, FrontendCloseThenRestartReconnectsWithANewRing) {
   fe.reset();
   fe_log.clear();
   be_log.clear();
-  make_frontend();
-  start_frontend();
-  pump();
+  restart_frontend();
   EXPECT_EQ(be_hooks->advertises, 2) << "Reset re-advertises";
   EXPECT_EQ(be_log.front(), num(XenbusStateInitWait));
-  EXPECT_EQ(be->state(), XenbusStateConnected);
-  EXPECT_EQ(fe->state(), XenbusStateConnected);
   EXPECT_EQ(be->connects(), 2U);
   EXPECT_TRUE(be_errors.empty());
   EXPECT_TRUE(fe_errors.empty());
-  expect_data_path("ring generation 2");
+  expect_connected("ring generation 2");
   EXPECT_EQ(fake::counters().mapped_pages, 1U);
   EXPECT_EQ(fake::counters().grants, 1U);
 }
@@ -385,20 +415,13 @@ TEST_F(XenbusDriverTest, CloseAndReconnectWithTheFrontendPumpedFirst) {
   fe_first = true;
   connect_both();
   expect_data_path("ring generation 1");
-  {
-    fake::AsDomain d(kFeDom);
-    fe->close();
-  }
+  close_frontend();
   pump();
   EXPECT_EQ(be_state(), num(XenbusStateClosed));
   EXPECT_EQ(fake::counters().mapped_pages, 0U);
   fe.reset();
-  make_frontend();
-  start_frontend();
-  pump();
-  EXPECT_EQ(be->state(), XenbusStateConnected);
-  EXPECT_EQ(fe->state(), XenbusStateConnected);
-  expect_data_path("ring generation 2");
+  restart_frontend();
+  expect_connected("ring generation 2");
 }
 
 TEST_F(XenbusDriverTest, FrontendRestartWithoutCloseResetsTheBackend) {
@@ -413,12 +436,8 @@ TEST_F(XenbusDriverTest, FrontendRestartWithoutCloseResetsTheBackend) {
   // The frontend driver had the rings up; a real restart would release them: do so and come back.
   fe.reset();
   fe_hooks->disconnect();
-  make_frontend();
-  start_frontend();
-  pump();
-  EXPECT_EQ(be->state(), XenbusStateConnected);
-  EXPECT_EQ(fe->state(), XenbusStateConnected);
-  expect_data_path("ring generation 2");
+  restart_frontend();
+  expect_connected("ring generation 2");
 }
 
 TEST_F(XenbusDriverTest, FrontendClosingThenClosedIsFollowedByTheBackend) {
@@ -448,7 +467,7 @@ TEST_F(XenbusDriverTest, BackendFaultClosesAndDoesNotRemapWhileFrontendInsists) 
   EXPECT_EQ(fake::store_read(kBePath + "/error"), "test: hostile frontend");
   EXPECT_FALSE(be_hooks->up());
   EXPECT_EQ(fake::counters().mapped_pages, 0U);
-  auto info = fake::grant_info(kFeDom, fe_hooks->share.refs()[0]);
+  auto info = fake::grant_info(kFeDom, fe_hooks->page.refs()[0]);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->map_count, 0U);
 
@@ -476,23 +495,15 @@ TEST_F(XenbusDriverTest, FrontendRestartAfterFaultClearsErrorAndReconnects) {
   be->fault("test: hostile frontend");
   pump();
   fe.reset();
-  make_frontend();
-  start_frontend();
-  pump();
+  restart_frontend();
   EXPECT_FALSE(fake::store_exists(kBePath + "/error"));
-  EXPECT_EQ(be->state(), XenbusStateConnected);
-  EXPECT_EQ(fe->state(), XenbusStateConnected);
   EXPECT_EQ(be->connects(), 2U);
-  expect_data_path("ring generation 2");
+  expect_connected("ring generation 2");
 }
 
 TEST_F(XenbusDriverTest, ConnectHookFailureFaultsTheBackend) {
-  create_device();
-  make_backend();
-  make_frontend();
   be_hooks->fail_connect = true;
-  start_backend();
-  start_frontend();
+  start_both();
   pump();
   EXPECT_EQ(be_hooks->connect_calls, 1);
   ASSERT_EQ(be_errors.size(), 1U);
@@ -511,16 +522,9 @@ TEST_F(XenbusDriverTest, ConnectHookFailureFaultsTheBackend) {
 }
 
 TEST_F(XenbusDriverTest, BadRingRefFromFrontendFaultsTheBackend) {
-  create_device();
-  make_backend();
-  make_frontend();
-  start_backend();
-  start_frontend();
+  start_both();
   // Let the frontend publish Initialised, then corrupt its ring-ref before the backend reads it.
-  {
-    fake::AsDomain d(kFeDom);
-    (void)drain(*fe_store, fe, fe_errors, fe_log, kFePath + "/state");  // registration: InitWait seen
-  }
+  drain_frontend();  // registration: InitWait seen
   ASSERT_EQ(fe->state(), XenbusStateInitialised);
   {
     fake::AsDomain d(kFeDom);
@@ -536,12 +540,8 @@ TEST_F(XenbusDriverTest, BadRingRefFromFrontendFaultsTheBackend) {
 }
 
 TEST_F(XenbusDriverTest, SetupHookFailureClosesTheFrontend) {
-  create_device();
-  make_backend();
-  make_frontend();
   fe_hooks->fail_setup = true;
-  start_backend();
-  start_frontend();
+  start_both();
   pump();
   EXPECT_EQ(fe_hooks->setups, 1);
   ASSERT_EQ(fe_errors.size(), 1U);
@@ -558,12 +558,8 @@ TEST_F(XenbusDriverTest, SetupHookFailureClosesTheFrontend) {
 }
 
 TEST_F(XenbusDriverTest, ConnectedHookFailureClosesBothEnds) {
-  create_device();
-  make_backend();
-  make_frontend();
   fe_hooks->fail_connected = true;
-  start_backend();
-  start_frontend();
+  start_both();
   pump();
   EXPECT_EQ(fe_hooks->connected_calls, 1);
   ASSERT_EQ(fe_errors.size(), 1U);
@@ -625,22 +621,12 @@ class XenbusBadDomid : public XenbusDriverTest, public ::testing::WithParamInter
 
 TEST_P(XenbusBadDomid, FrontendIdRejected) {
   create_device(GetParam(), "0");
-  try {
-    make_backend();
-    FAIL() << "accepted frontend-id '" << GetParam() << "'";
-  } catch (const XenError& e) {
-    EXPECT_EQ(e.code(), EPROTO);
-  }
+  expect_refused([&] { make_backend(); }, EPROTO, "accepted frontend-id '" + std::string(GetParam()) + "'");
 }
 
 TEST_P(XenbusBadDomid, BackendIdRejected) {
   create_device("7", GetParam());
-  try {
-    make_frontend();
-    FAIL() << "accepted backend-id '" << GetParam() << "'";
-  } catch (const XenError& e) {
-    EXPECT_EQ(e.code(), EPROTO);
-  }
+  expect_refused([&] { make_frontend(); }, EPROTO, "accepted backend-id '" + std::string(GetParam()) + "'");
 }
 
 INSTANTIATE_TEST_SUITE_P(Values, XenbusBadDomid,
@@ -657,35 +643,18 @@ TEST_F(XenbusDriverTest, MissingNodesRejected) {
   create_device();
   ASSERT_TRUE(toolstack->rm(kBePath + "/frontend").ok());
   ASSERT_TRUE(toolstack->rm(kFePath + "/backend-id").ok());
-  try {
-    make_backend();
-    FAIL() << "no frontend node";
-  } catch (const XenError& e) {
-    EXPECT_EQ(e.code(), ENOENT);
-  }
-  try {
-    make_frontend();
-    FAIL() << "no backend-id node";
-  } catch (const XenError& e) {
-    EXPECT_EQ(e.code(), ENOENT);
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_refused([&] { make_backend(); }, ENOENT, "no frontend node"));
+  expect_refused([&] { make_frontend(); }, ENOENT, "no backend-id node");
 }
 
 TEST_F(XenbusDriverTest, FrontendCannotReadAnUnreadableBackend) {
   create_device();
   ASSERT_TRUE(toolstack->set_perms(kFePath + "/backend", xen::Perms{0, xen::Access::None, {}}).ok());
-  try {
-    make_frontend();
-    FAIL() << "read a node dom7 may not read";
-  } catch (const XenError& e) {
-    EXPECT_EQ(e.code(), EACCES);
-  }
+  expect_refused([&] { make_frontend(); }, EACCES, "read a node dom7 may not read");
 }
 
 TEST_F(XenbusDriverTest, WriteFailuresDuringStartAreReportedAndRetryable) {
-  create_device();
-  make_backend();
-  make_frontend();
+  make_both();
 
   fake::fail_next_writes(1, EIO);
   auto s = be->start();
@@ -710,23 +679,14 @@ TEST_F(XenbusDriverTest, WriteFailuresDuringStartAreReportedAndRetryable) {
   start_backend();
   start_frontend();
   pump();
-  EXPECT_EQ(be->state(), XenbusStateConnected);
-  EXPECT_EQ(fe->state(), XenbusStateConnected);
-  expect_data_path("ring generation 1");
+  expect_connected("ring generation 1");
 }
 
 TEST_F(XenbusDriverTest, WriteFailureBeforeSetupAllocatesNothing) {
-  create_device();
-  make_backend();
-  make_frontend();
-  start_backend();
-  start_frontend();
+  start_both();
   // The frontend's registration event: InitWait seen -> Setup; its first write (Initialising) fails.
   fake::fail_next_writes(1);
-  {
-    fake::AsDomain d(kFeDom);
-    (void)drain(*fe_store, fe, fe_errors, fe_log, kFePath + "/state");
-  }
+  drain_frontend();
   ASSERT_EQ(fe_errors.size(), 1U);
   EXPECT_EQ(fe_errors[0].code, EIO);
   EXPECT_FALSE(fe_hooks->up());
