@@ -443,10 +443,13 @@ Status NetDevice::flush_tx(Queue& q) {
   const bool copied = tx_copy_->size() == 0 || static_cast<bool>(tx_copy_->execute());
   const std::int64_t t1 = mono_ns();
   st_.tx_copy_ns += static_cast<std::uint64_t>(t1 - t0);
+  // Every verdict is known once the copies ran and the offload headers are checked: the responses go out
+  // before the host writes, so the frontend frees its slots (and its skbs: TCP small queues) while dom0
+  // forwards the batch. A host-side write failure after that is a drop on the wire (tx_host_errors).
   std::size_t bufs = 0;
-  std::uint64_t bytes = 0;
   for (auto& it : batch_) {
     std::int16_t status = NETIF_RSP_OKAY;
+    it.data = nullptr;
     if (it.drop) {
       status = NETIF_RSP_ERROR;
     } else {
@@ -456,12 +459,12 @@ Status NetDevice::flush_tx(Queue& q) {
       if (!ok) {
         ++st_.tx_copy_errors;
         status = NETIF_RSP_ERROR;
-      } else if (auto s = deliver(it.pkt, {data, it.pkt.len}); !s) {
+      } else if (auto h = offload_header(it.pkt, {data, it.pkt.len}); !h) {
+        ++st_.tx_dropped;
         status = NETIF_RSP_ERROR;
       } else {
-        ++st_.tx_packets;
-        st_.tx_bytes += it.pkt.len;
-        bytes += it.pkt.len;
+        it.hdr = *h;
+        it.data = data;
       }
     }
     for (std::size_t i = 0; i < it.pkt.nrsp; ++i) {
@@ -472,31 +475,38 @@ Status NetDevice::flush_tx(Queue& q) {
       if (auto s = q.tx->put_response(r); !s) return s;
     }
   }
+  if (auto s = q.tx->push_responses(*q.ev_tx); !s) return s;
+  std::uint64_t bytes = 0;
+  for (const auto& it : batch_) {
+    if (it.data == nullptr) continue;
+    if (auto s = host_->write(it.hdr, {it.data, it.pkt.len}); !s) {
+      ++st_.tx_host_errors;  // host queue full or interface down: the frame is lost, as on a real NIC
+      continue;
+    }
+    ++st_.tx_packets;
+    st_.tx_bytes += it.pkt.len;
+    bytes += it.pkt.len;
+  }
   host_->flush();
   const std::int64_t t2 = mono_ns();
   st_.tx_host_ns += static_cast<std::uint64_t>(t2 - t1);
   bucket_.charge(bytes);
   if (board_slot_ && bytes) QosBoard::instance().mark_active(*board_slot_, t2);
-  return q.tx->push_responses(*q.ev_tx);
+  return {};
 }
 
-Status NetDevice::deliver(const TxPacket& p, std::span<std::byte> frame) {
+Result<virtio_net_hdr> NetDevice::offload_header(const TxPacket& p, std::span<const std::byte> frame) {
   virtio_net_hdr h{};
   if (p.csum_blank || p.gso) {
     auto l4 = parse_l4(frame);
-    if (!l4) {
-      ++st_.tx_dropped;
-      return l4.error();
-    }
+    if (!l4) return l4.error();
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     h.csum_start = l4->csum_start;
     h.csum_offset = l4->csum_offset;
     ++st_.tx_csum;
     if (p.gso) {
-      if (!l4->tcp || l4->ipv6 != (p.gso->type == XEN_NETIF_GSO_TYPE_TCPV6)) {
-        ++st_.tx_dropped;
+      if (!l4->tcp || l4->ipv6 != (p.gso->type == XEN_NETIF_GSO_TYPE_TCPV6))
         return Error{EINVAL, "vif: GSO type does not match the frame"};
-      }
       h.gso_type = p.gso->type == XEN_NETIF_GSO_TYPE_TCPV6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
       h.gso_size = p.gso->size;
       h.hdr_len = l4->hdr_len;
@@ -505,11 +515,7 @@ Status NetDevice::deliver(const TxPacket& p, std::span<std::byte> frame) {
   } else if (p.data_validated) {
     h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
   }
-  if (auto s = host_->write(h, frame); !s) {
-    ++st_.tx_host_errors;  // host queue full or interface down: the frame is lost, as on a real NIC
-    return s;
-  }
-  return {};
+  return h;
 }
 
 // ---- RX: host -> domU ----------------------------------------------------------------------------------------

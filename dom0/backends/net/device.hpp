@@ -103,6 +103,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     TxPacket pkt;
     std::size_t first_seg = 0, nsegs = 0;
     bool drop = false;
+    virtio_net_hdr hdr{};           // set with data once the packet passed its checks
+    const std::byte* data = nullptr;  // its frame in tx_bufs_; null: answered with an error
   };
 
   Status advertise(xen::StoreOps& t, const std::string& be_path) override;
@@ -115,7 +117,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   void on_rx_event(Queue& q);
   void service_tx(Queue& q);
   Status flush_tx(Queue& q);
-  Status deliver(const TxPacket& p, std::span<std::byte> frame);
+  [[nodiscard]] Result<virtio_net_hdr> offload_header(const TxPacket& p, std::span<const std::byte> frame);
   void service_rx();
   void set_host_polling(bool on);
   void poll_policy();
