@@ -1,9 +1,9 @@
 """semblk (issue 4): blk.seq_read, blk.seq_write (MB/s) and blk.rand4k_iops, fio in pv1, against kernel
 xen-blkback (phy: on a loop device) and QEMU qdisk, on the same backing file in dom0, in the same boot
-(tests/lab/blk/semblk.sh bench). ours: gearsd with grant copy and cache=writeback, the blkback peer's durability
-contract (a loop device writes into dom0's page cache and makes it durable at the guest's FLUSH).
-extra.writethrough: the default cache=writethrough (O_DSYNC, durable per write); extra.persistent_grants: persistent
-grants (cache=writeback).
+(tests/lab/blk/semblk.sh bench). ours: gearsd with its default grants=persistent (zero-bounce) and cache=writeback,
+the blkback peer's durability contract (a loop device writes into dom0's page cache and makes it durable at the
+guest's FLUSH). extra.writethrough: the default cache=writethrough (O_DSYNC, durable per write); extra.grant_copy:
+grants=copy (cache=writeback).
 Needs fio in the guest image: bench/run sets GEARS_GUEST_TOOLS=fio and --guest-mem 512 when this suite runs.
 """
 import bench_run as B
@@ -29,7 +29,7 @@ def run(ctx) -> None:
         r["conditions"] = {"guest": "pv1", "tool": "fio libaio O_DIRECT", "seconds": secs,
                            "job": {"seq_read": "read 1M qd8", "seq_write": "write 1M qd8", "rand4k": "randread 4k qd16"}[job],
                            "backing": "one 256 MiB file in dom0, the same for every backend",
-                           "ours": "gearsd vbd, grant copy, cache=writeback"}
+                           "ours": "gearsd vbd, grants=persistent (default), cache=writeback"}
         if not got:
             r["errors"]["ours"] = f"semblk.sh bench rc={rc}: {B.short(out + err)}"
             continue
@@ -41,4 +41,4 @@ def run(ctx) -> None:
             r["peers"][peer] = val(peer)
             if r["peers"][peer] is None:
                 r["errors"][peer] = got.get(peer, {}).get("error", "not measured")
-        r["extra"] = {"persistent_grants": val("persistent"), "writethrough": val("writethrough")}
+        r["extra"] = {"grant_copy": val("copy"), "writethrough": val("writethrough")}

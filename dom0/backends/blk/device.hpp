@@ -6,8 +6,9 @@
 //   ring slot --copy--> blkif_request --parse_request()--> Request (--grant copy--> indirect pages
 //   --parse_indirect_segments()) --> slot (+ for writes: guest data copied into a private bounce
 //   buffer) --> Scheduler --> Target --> (reads: bounce buffer copied to the guest) --> response.
-// Guest data is moved by grant copy (default) or through persistent grants (grants=persistent, when the
-// frontend agrees): mapped once, memcpy'd, with grant copy as the fallback when the cache is full.
+// Guest data moves through persistent grants (grants=persistent, the default, when the frontend agrees):
+// mapped once, memcpy'd, with grant copy as the fallback when the cache is full; or by grant copy alone
+// (grants=copy, or a frontend without feature-persistent).
 // Zero-bounce: with persistent grants and a target that takes iovecs (vectored_io(): the file target), a
 // read/write whose every page is in the cache skips the bounce buffer: the target moves the data straight
 // between the file and the mapped guest pages. Those pages stay mapped until the I/O completes (GrantPins).

@@ -315,12 +315,13 @@ wait_dev() { guest "${2:-pv1}" "for i in \$(seq 150); do [ -b /dev/$1 ] && exit 
 gone_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] || exit 0; sleep 0.2; done; exit 1"; }
 
 t_bench() {
-  local secs=${1:-10} ours wt pers bb qd loop id img=/tmp/semblk-bench.img
+  local secs=${1:-10} ours wt copy bb qd loop id img=/tmp/semblk-bench.img
   start_gearsd
   id=$(domid pv1) || fail "no pv1"
   dom0 "rm -f $img && dd if=/dev/zero of=$img bs=1M count=256 2>/dev/null" || fail "backing file"
-  # ours: cache=writeback, the durability contract of the blkback peer (a loop device writes into dom0's page
-  # cache; the guest's FLUSH makes it durable). wt: the default cache=writethrough (O_DSYNC: durable per write).
+  # ours: the default grants=persistent with cache=writeback, the durability contract of the blkback peer (a loop
+  # device writes into dom0's page cache; the guest's FLUSH makes it durable). wt: the default cache=writethrough
+  # (O_DSYNC: durable per write). copy: grants=copy (grant copy for every request), cache=writeback.
   attach pv1 xvdb 51728 "file:$img" --param cache=writeback
   ours=$(fio_all xvdb "$secs") || fail "fio on the Gears disk: $ours"
   disk_profile "$id" ours
@@ -329,9 +330,9 @@ t_bench() {
   wt=$(fio_all xvdb "$secs") || wt='{"error":"fio failed"}'
   disk_profile "$id" writethrough
   detach pv1 xvdb 51728
-  attach pv1 xvdb 51728 "file:$img" --param grants=persistent --param cache=writeback
-  pers=$(fio_all xvdb "$secs") || pers='{"error":"fio failed"}'
-  disk_profile "$id" persistent
+  attach pv1 xvdb 51728 "file:$img" --param grants=copy --param cache=writeback
+  copy=$(fio_all xvdb "$secs") || copy='{"error":"fio failed"}'
+  disk_profile "$id" copy
   detach pv1 xvdb 51728
   loop=$(dom0 "modprobe loop 2>/dev/null; losetup -f --show $img") || loop=""
   if [ -z "$loop" ]; then
@@ -364,10 +365,10 @@ chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,sc
   fi
   dom0 "xl destroy pvq" >/dev/null 2>&1 || true
   dom0 "rm -f $img" || true
-  python3 -c 'import json,sys; print(json.dumps({"ours": json.loads(sys.argv[1]), "persistent": json.loads(sys.argv[2]),
+  python3 -c 'import json,sys; print(json.dumps({"ours": json.loads(sys.argv[1]), "copy": json.loads(sys.argv[2]),
     "blkback": json.loads(sys.argv[3]), "qdisk": json.loads(sys.argv[4]), "seconds": int(sys.argv[5]),
     "writethrough": json.loads(sys.argv[6])}))' \
-    "$ours" "$pers" "$bb" "$qd" "$secs" "$wt"
+    "$ours" "$copy" "$bb" "$qd" "$secs" "$wt"
 }
 
 case "${1:-}" in

@@ -152,7 +152,7 @@ TEST_F(BlkE2E, NegotiatesAndServesDirectAndIndirectIo) {
 
 TEST_F(BlkE2E, PersistentGrantsWhenBothSidesAgree) {
   TempDisk disk(16 << 20);
-  dom0_->add(5, 1, {{"target", disk.path}, {"grants", "persistent"}});
+  dom0_->add(5, 1, {{"target", disk.path}});  // grants=persistent is the default
   fake::AsDomain as(5);
   blkfront::Frontend f({.devid = 1, .persistent = true});
   for (int i = 0; i < 4; ++i) {
@@ -431,7 +431,7 @@ TEST_F(BlkE2E, BounceWhereZeroBounceDoesNotApply) {
     bool fe_persistent;
   };
   const std::vector<Case> cases{
-      {"grants=copy", {{"target", disk.path}}, true},
+      {"grants=copy", {{"target", disk.path}, {"grants", "copy"}}, true},
       {"frontend without feature-persistent", {{"target", disk.path}, {"grants", "persistent"}}, false},
       {"dcache", {{"target", disk.path}, {"grants", "persistent"}, {"dcache", "writethrough"},
                   {"dcache-file", std::string(dir) + "/c.dcache"}}, true},
