@@ -448,16 +448,29 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
   s.t_disp = 0;
   s.proc = proc;
   if (s.req.indirect) {
-    // Copy the indirect pages out of the guest (grant copy: private, fetched once), then parse them.
-    xen::GrantCopyBatch b(*gnt_, s.req.nr_indirect_pages);
-    for (std::size_t i = 0; i < s.req.nr_indirect_pages; ++i)
-      if (!b.copy_from_grant(fe_dom_, s.req.indirect_refs[i], 0,
-                             std::span(indirect_buf_).subspan(i * kPageBytes, kPageBytes)))
-        break;
-    const std::uint64_t t0 = now_ns();
-    const bool copied = b.execute() && b.all_ok();
-    copy_ns_ += now_ns() - t0;
-    ++copy_calls_;
+    // Copy the indirect pages into private memory (fetched once), then parse them: a page in the persistent-grant
+    // cache is memcpy'd (blkfront grants its indirect pages persistently too), any other one grant-copied.
+    std::optional<xen::GrantCopyBatch> b;
+    bool copied = true;
+    for (std::size_t i = 0; copied && i < s.req.nr_indirect_pages; ++i) {
+      const auto dst = std::span(indirect_buf_).subspan(i * kPageBytes, kPageBytes);
+      if (pgrants_) {
+        if (auto page = pgrants_->get(fe_dom_, s.req.indirect_refs[i])) {
+          std::memcpy(dst.data(), page->data(), kPageBytes);
+          ++pgrant_hits_;
+          continue;
+        }
+      }
+      if (!b) b.emplace(*gnt_, s.req.nr_indirect_pages);
+      copied = static_cast<bool>(b->copy_from_grant(fe_dom_, s.req.indirect_refs[i], 0, dst));
+    }
+    if (copied && b) {
+      const std::uint64_t t0 = now_ns();
+      copied = b->execute() && b->all_ok();
+      copy_ns_ += now_ns() - t0;
+      ++copy_calls_;
+      copies_ += b->size();
+    }
     if (!copied) {
       ++grant_failures_;
       note_reject(Reject{BLKIF_RSP_ERROR, "indirect page grant not copyable", s.req.id, s.req.wire_op});
