@@ -302,8 +302,8 @@ ConfigResult load_gears_config(const std::string& path) {
                               {"vdev", "target"}, plan))
     return *e;
   // gears_vif: the vif's own keys (dom0/backends/net/README.md); any other key=value is a per-vif hint.
-  if (auto e = ck.device_list("gears_vif", "vif", {"mac", "bridge", "ifname", "mtu", "queues", "host", "xdp-mode"}, {},
-                              plan))
+  if (auto e = ck.device_list("gears_vif", "vif",
+                              {"mac", "bridge", "ifname", "mtu", "queues", "host", "xdp-mode", "coalesce"}, {}, plan))
     return *e;
   return plan;
 }

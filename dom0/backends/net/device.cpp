@@ -66,11 +66,12 @@ static_assert(kMaxMtu + kEthHlen + 4 <= kXskFrameSize, "every vif frame fits one
 
 VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid) {
   if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
-  static const std::vector<std::string> known = {"mac", "bridge", "ifname", "mtu", "queues", "hints", "host", "xdp-mode"};
+  static const std::vector<std::string> known = {"mac",   "bridge", "ifname",   "mtu",     "queues",
+                                                 "hints", "host",   "xdp-mode", "coalesce"};
   for (const auto& [k, v] : params.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
       throw std::invalid_argument("vif: unknown parameter '" + k +
-                                  "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode)");
+                                  "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode, coalesce)");
   VifConfig c;
   c.mac = param_string(params, "mac");
   if (c.mac.empty()) {
@@ -101,6 +102,11 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
     if (mode == "native") c.xdp_mode = XdpMode::native;
     else if (mode == "skb") c.xdp_mode = XdpMode::skb;
     else if (mode != "auto") throw std::invalid_argument("vif: xdp-mode must be auto, native or skb, got '" + mode + "'");
+  }
+  if (params.contains("coalesce")) {
+    const std::string v = param_string(params, "coalesce");
+    if (v != "on" && v != "off") throw std::invalid_argument("vif: coalesce must be on or off, got '" + v + "'");
+    c.coalesce = v == "on";
   }
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
   const std::string hints = param_string(params, "hints");
@@ -476,17 +482,41 @@ Status NetDevice::flush_tx(Queue& q) {
     }
   }
   if (auto s = q.tx->push_responses(*q.ev_tx); !s) return s;
+  // Host writes. With coalescing, consecutive frames of one TCP flow grow the first one's buffer in place
+  // (coalesce.hpp) and go out as one GSO frame. Only where offload headers reach the host: a port without them
+  // (AF_XDP) must never see a GSO frame. The counters stay per guest frame: tx_packets/tx_bytes/tx_host_errors
+  // count what the guest sent, tx_merged the frames that saved a host write.
+  const bool coalesce = cfg_.coalesce && host_->offloads();
   std::uint64_t bytes = 0;
+  MergeFrame acc;
+  virtio_net_hdr acc_hdr{};
+  std::uint64_t acc_frames = 0, acc_bytes = 0;  // guest frames and their bytes in acc
+  auto write_acc = [&] {
+    if (acc_frames == 0) return;
+    if (auto s = host_->write(acc_hdr, acc.buf.first(acc.len)); !s) {
+      st_.tx_host_errors += acc_frames;  // host queue full or interface down: lost, as on a real NIC
+    } else {
+      st_.tx_packets += acc_frames;
+      st_.tx_bytes += acc_bytes;
+      bytes += acc_bytes;
+    }
+    acc_frames = 0;
+  };
   for (const auto& it : batch_) {
     if (it.data == nullptr) continue;
-    if (auto s = host_->write(it.hdr, {it.data, it.pkt.len}); !s) {
-      ++st_.tx_host_errors;  // host queue full or interface down: the frame is lost, as on a real NIC
+    if (coalesce && acc_frames > 0 && try_merge(acc, acc_hdr, {it.data, it.pkt.len}, it.hdr)) {
+      ++acc_frames;
+      acc_bytes += it.pkt.len;
+      ++st_.tx_merged;
       continue;
     }
-    ++st_.tx_packets;
-    st_.tx_bytes += it.pkt.len;
-    bytes += it.pkt.len;
+    write_acc();
+    acc = MergeFrame{{it.data, kMaxPacket}, it.pkt.len};  // tx_bufs_ entries hold kMaxPacket bytes
+    acc_hdr = it.hdr;
+    acc_frames = 1;
+    acc_bytes = it.pkt.len;
   }
+  write_acc();
   host_->flush();
   const std::int64_t t2 = mono_ns();
   st_.tx_host_ns += static_cast<std::uint64_t>(t2 - t1);
@@ -647,8 +677,9 @@ nlohmann::json NetDevice::stats() const {
           {"rx_dropped", st_.rx_dropped},
           {"rx_copy_errors", st_.rx_copy_errors},
           {"events", st_.events},
+          {"coalesce", cfg_.coalesce},
           {"profile", {{"tx_batches", st_.tx_batches}, {"tx_copy_ns", st_.tx_copy_ns}, {"tx_host_ns", st_.tx_host_ns},
-                       {"rx_batches", st_.rx_batches}, {"rx_copy_ns", st_.rx_copy_ns}}},
+                       {"tx_merged", st_.tx_merged}, {"rx_batches", st_.rx_batches}, {"rx_copy_ns", st_.rx_copy_ns}}},
           {"connects", st_.connects},
           {"faults", st_.faults},
           {"qos", cfg_.qos.to_json()},
@@ -669,6 +700,7 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
   c("gears_vif_tx_packets_total", "Packets the domU sent (delivered to the host side).", st_.tx_packets);
   c("gears_vif_tx_bytes_total", "Bytes the domU sent.", st_.tx_bytes);
   c("gears_vif_tx_dropped_total", "Malformed TX packets dropped.", st_.tx_dropped);
+  c("gears_vif_tx_merged_total", "TX frames coalesced into the previous frame of their TCP flow.", st_.tx_merged);
   c("gears_vif_tx_throttled_total", "TX rounds deferred by the QoS token bucket.", st_.tx_throttled);
   c("gears_vif_rx_packets_total", "Packets delivered to the domU.", st_.rx_packets);
   c("gears_vif_rx_bytes_total", "Bytes delivered to the domU.", st_.rx_bytes);

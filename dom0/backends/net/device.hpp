@@ -6,7 +6,9 @@
 //
 // Rings (per queue; the contract of each is xen/io/netif.h + common/ring/xen_ring.hpp's hostile-frontend rules):
 //   tx ring  requests = packets the domU sends (TxParser, protocol.hpp); responses in slot order after the
-//            batch's grant copy ran, so the frontend never reuses a page we still read.
+//            batch's grant copy ran, so the frontend never reuses a page we still read. Then the batch goes to
+//            the host; with coalesce=on (and a host with offloads) consecutive frames of one TCP flow are merged
+//            into one GSO frame first (coalesce.hpp).
 //   rx ring  requests = empty pages the domU posts; we consume one only when a frame is ready for it, and
 //            answer each with the bytes copied into it.
 // Wake-ups: tx evtchn -> service_tx; rx evtchn -> service_rx (buffers posted); TAP readable -> service_rx.
@@ -29,6 +31,7 @@
 #include "common/xen/store.hpp"
 #include "common/xenbus/driver.hpp"
 #include "common/xenbus/nodes.hpp"
+#include "dom0/backends/net/coalesce.hpp"
 #include "dom0/backends/net/host.hpp"
 #include "dom0/backends/net/protocol.hpp"
 #include "dom0/backends/net/sched.hpp"
@@ -52,6 +55,7 @@ struct VifConfig {
   QosPolicy qos;                 // from the device's "hints" parameter
   std::string xdp_if;            // host=xdp:<if>: an AF_XDP port on that interface instead of a TAP
   XdpMode xdp_mode = XdpMode::automatic;
+  bool coalesce = true;          // coalesce=on|off: merge a batch's TCP frames of one flow (coalesce.hpp)
 };
 // Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
 [[nodiscard]] VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid);
@@ -64,6 +68,7 @@ struct VifStats {
   std::uint64_t events = 0, faults = 0, connects = 0;
   // Where the time goes (ns) and how well work is batched.
   std::uint64_t tx_batches = 0, tx_copy_ns = 0, tx_host_ns = 0, rx_batches = 0, rx_copy_ns = 0;
+  std::uint64_t tx_merged = 0;  // guest frames appended to the previous one (coalesce): host writes saved
 };
 
 // Creates the host side of a vif (TAP in gearsd; a socketpair in unit tests). Throws on failure.
@@ -103,8 +108,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     TxPacket pkt;
     std::size_t first_seg = 0, nsegs = 0;
     bool drop = false;
-    virtio_net_hdr hdr{};           // set with data once the packet passed its checks
-    const std::byte* data = nullptr;  // its frame in tx_bufs_; null: answered with an error
+    virtio_net_hdr hdr{};       // set with data once the packet passed its checks
+    std::byte* data = nullptr;  // its frame in tx_bufs_ (kMaxPacket bytes; coalescing grows it); null: error
   };
 
   Status advertise(xen::StoreOps& t, const std::string& be_path) override;

@@ -129,7 +129,7 @@ TEST(XlConfig, DeviceListsBecomePlannedDevices) {
                                               "gears_disk = [ \"vdev=xvdb,target=/srv/a.img,class=gold,latency=2ms\",\n"
                                               "               \"vdev=xvdc,target=/srv/b.img,mode=r,dcache=writeback\" ]\n"
                                               "gears_vif = [ \"mac=00:16:3e:00:00:01,bridge=br0,rate=100M\",\n"
-                                              "              \"host=xdp:eth1,xdp-mode=skb,class=gold\" ]\n"
+                                              "              \"host=xdp:eth1,xdp-mode=skb,class=gold,coalesce=off\" ]\n"
                                               "gears_channel = 0\n");
   const auto r = load_gears_config(f);
   ASSERT_TRUE(std::holds_alternative<GearsPlan>(r)) << std::get<ConfigError>(r).format();
@@ -145,6 +145,7 @@ TEST(XlConfig, DeviceListsBecomePlannedDevices) {
   EXPECT_EQ(p.devices[1].params["dcache"], "writeback");
   EXPECT_EQ(p.devices[3].params["host"], "xdp:eth1");
   EXPECT_EQ(p.devices[3].params["xdp-mode"], "skb");
+  EXPECT_EQ(p.devices[3].params["coalesce"], "off") << "a vif key, not a hint";
   EXPECT_EQ(p.devices[3].params["hints"], "class=gold");
 }
 

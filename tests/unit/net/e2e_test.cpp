@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -18,6 +19,7 @@
 #include "domU-frontends/netfront-test/netfront.hpp"
 #include "tests/fake/fake.hpp"
 #include "tests/fake/loop_host.hpp"
+#include "tests/unit/net/tcp_frames.hpp"
 
 namespace gears::net {
 namespace {
@@ -207,6 +209,172 @@ TEST_F(NetE2E, AHostWithoutOffloadsGetsNoGsoAndAFlushPerBatch) {
     EXPECT_EQ(d0.stats(5)["host_port"]["kind"], "no-offload");
   }
   d0.shutdown();
+}
+
+// ---- TX coalescing (coalesce.hpp) ------------------------------------------------------------------------------
+
+// Puts TCP frames on the tx ring with one push, so the backend sees them in one batch: checksum offload on
+// each, a GSO extra on the GSO ones, 4 KiB pages from page 0 on.
+Status push_tcp(netfront::TestNetfront& fe, const std::vector<test::Seg>& segs) {
+  std::vector<netif_tx_request_t> slots;
+  std::size_t page = 0;
+  for (const auto& s : segs) {
+    const auto f = test::build(s);
+    for (std::size_t off = 0; off < f.size(); off += kPage, ++page) {
+      const std::size_t n = std::min(kPage, f.size() - off);
+      std::memcpy(fe.tx_page(page).data(), f.data() + off, n);
+      netif_tx_request_t r{};
+      r.gref = fe.tx_ref(page);
+      r.id = static_cast<std::uint16_t>(page);
+      r.size = static_cast<std::uint16_t>(off == 0 ? f.size() : n);
+      unsigned flags = off + n < f.size() ? NETTXF_more_data : 0U;
+      if (off == 0) flags |= NETTXF_csum_blank | (s.gso_type != 0 ? NETTXF_extra_info : 0U);
+      r.flags = static_cast<std::uint16_t>(flags);
+      slots.push_back(r);
+      if (off == 0 && s.gso_type != 0) {
+        netif_extra_info_t x{};
+        x.type = XEN_NETIF_EXTRA_TYPE_GSO;
+        x.u.gso.size = s.gso_size;
+        x.u.gso.type = s.v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4;
+        netif_tx_request_t e{};
+        std::memcpy(&e, &x, sizeof x);
+        slots.push_back(e);
+      }
+    }
+  }
+  return fe.push_raw(slots);
+}
+
+// Two consecutive GSO frames of one flow, as xen-netfront sends a bulk TCP stream (8 x 1448 bytes each).
+std::vector<test::Seg> two_gso_frames() {
+  test::Seg a;
+  a.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  a.gso_size = 1448;
+  a.payload = test::pattern(8 * 1448, 1);
+  test::Seg b = a;
+  b.seq = a.seq + 8 * 1448;
+  b.ip_id = static_cast<std::uint16_t>(a.ip_id + 8);
+  b.payload = test::pattern(8 * 1448, 2);
+  b.flags = test::kAck | test::kPsh;
+  return {a, b};
+}
+
+bool host_empty(HostPort& h) {
+  std::vector<std::byte> buf(70000);
+  virtio_net_hdr vh{};
+  return !h.read(vh, buf);
+}
+
+TEST_F(NetE2E, ConsecutiveGsoFramesOfOneFlowReachTheHostAsOne) {
+  Dom0 d0;
+  d0.add(5);  // coalesce=on is the default
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    const auto segs = two_gso_frames();
+    ASSERT_TRUE(push_tcp(g.front, segs));
+    virtio_net_hdr h{};
+    auto got = host_read(d0.host(5), &h);
+    ASSERT_TRUE(got);
+    test::Seg whole = segs[0];
+    whole.payload.insert(whole.payload.end(), segs[1].payload.begin(), segs[1].payload.end());
+    whole.flags = test::kAck | test::kPsh;
+    EXPECT_EQ(got->size(), 66U + 16 * 1448);
+    EXPECT_EQ(*got, test::build(whole)) << "one frame: lengths, IP checksum and TCP seed rewritten";
+    EXPECT_EQ(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    EXPECT_EQ(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    EXPECT_EQ(h.gso_size, 1448U);
+    EXPECT_EQ(h.hdr_len, 66U);
+    EXPECT_EQ(h.csum_start, 34U);
+    EXPECT_EQ(h.csum_offset, 16U);
+    EXPECT_TRUE(eventually([&] { return d0.stats(5)["tx_packets"] == 2; }));
+    std::vector<netif_tx_response_t> rsp;
+    EXPECT_TRUE(eventually([&] {
+      g.front.reap_tx(&rsp);
+      return rsp.size() >= 8;  // 2 x (3 data slots + 1 extra)
+    }));
+    for (const auto& r : rsp) EXPECT_NE(r.status, NETIF_RSP_ERROR);
+    const auto st = d0.stats(5);
+    EXPECT_EQ(st["profile"]["tx_merged"], 1);
+    EXPECT_EQ(st["tx_gso"], 2);
+    EXPECT_EQ(st["tx_bytes"], 2 * (66 + 8 * 1448)) << "bytes the guest sent";
+    EXPECT_EQ(st["coalesce"], true);
+    EXPECT_TRUE(host_empty(d0.host(5))) << "a second frame reached the host";
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, CoalesceOffWritesEveryFrame) {
+  Dom0 d0;
+  d0.add(5, {{"coalesce", "off"}});
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    const auto segs = two_gso_frames();
+    ASSERT_TRUE(push_tcp(g.front, segs));
+    for (const auto& s : segs) {
+      virtio_net_hdr h{};
+      auto got = host_read(d0.host(5), &h);
+      ASSERT_TRUE(got);
+      EXPECT_EQ(*got, test::build(s));
+      EXPECT_EQ(h.gso_size, 1448U);
+    }
+    EXPECT_TRUE(eventually([&] { return d0.stats(5)["tx_packets"] == 2; }));
+    EXPECT_EQ(d0.stats(5)["profile"]["tx_merged"], 0);
+    EXPECT_EQ(d0.stats(5)["coalesce"], false);
+  }
+  d0.shutdown();
+}
+
+// Two full-size single segments become a GSO frame on a TAP-like host, never on a host without offloads.
+TEST_F(NetE2E, CoalescingNeedsAHostWithOffloads) {
+  Dom0 d0;
+  auto flushes = std::make_shared<std::atomic<int>>(0);
+  d0.add(5);
+  d0.add(6, json::object(), [flushes](int fd) { return std::make_unique<NoOffloadPort>(fd, flushes); });
+  test::Seg a;
+  a.payload = test::pattern(1448, 1);
+  test::Seg b = a;
+  b.seq = a.seq + 1448;
+  b.payload = test::pattern(1448, 2);
+  {
+    Guest g5(5);
+    ASSERT_TRUE(g5.front.connect(std::chrono::seconds(10)));
+    Guest g6(6);
+    ASSERT_TRUE(g6.front.connect(std::chrono::seconds(10)));
+    ASSERT_TRUE(push_tcp(g5.front, {a, b}));
+    ASSERT_TRUE(push_tcp(g6.front, {a, b}));
+    virtio_net_hdr h{};
+    auto got = host_read(d0.host(5), &h);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->size(), 66U + 2 * 1448);
+    EXPECT_EQ(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    EXPECT_EQ(h.gso_size, 1448U);
+    for (const auto& s : {a, b}) {
+      auto f = host_read(d0.host(6), &h);
+      ASSERT_TRUE(f);
+      EXPECT_EQ(*f, test::build(s));
+      EXPECT_EQ(h.gso_type, 0U);
+    }
+    EXPECT_EQ(d0.stats(5)["profile"]["tx_merged"], 1);
+    EXPECT_EQ(d0.stats(6)["profile"]["tx_merged"], 0);
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, CoalesceParam) {
+  EXPECT_TRUE(parse_vif_config(json::object(), 5, 1).coalesce);
+  EXPECT_TRUE(parse_vif_config({{"coalesce", "on"}}, 5, 1).coalesce);
+  EXPECT_FALSE(parse_vif_config({{"coalesce", "off"}}, 5, 1).coalesce);
+  for (const json& bad : {json("yes"), json(""), json("ON")}) {
+    try {
+      (void)parse_vif_config({{"coalesce", bad}}, 5, 1);
+      ADD_FAILURE() << "accepted " << bad.dump();
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("coalesce must be on or off"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW((void)parse_vif_config({{"coalesce", true}}, 5, 1), std::invalid_argument);
 }
 
 // Live QoS from gearsd's hint registry: domain scope, then a newer device-scoped set for this vif, then a
