@@ -377,8 +377,8 @@ TEST(NetCoalesce, SegmentedRandomPayloadMergesBackIntoOneFrame) {
       off += n;
       segs.push_back(std::move(s));
     }
-    if (uni(0, 1) == 1) segs.back().flags = kAck | kPsh;
     if (segs.size() < 2) continue;
+    if (uni(0, 1) == 1) segs.back().flags = kAck | kPsh;
     Acc acc(segs[0]);
     for (std::size_t i = 1; i < segs.size(); ++i) {
       const MergeResult r = acc.merge(segs[i]);
