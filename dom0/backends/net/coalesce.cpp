@@ -152,7 +152,7 @@ std::string_view to_string(MergeResult r) {
     case R::ports_differ: return "TCP ports differ";
     case R::tcp_options_differ: return "TCP options differ";
     case R::tcp_timestamp: return "TCP timestamp goes backwards";
-    case R::acc_flags: return "flags end the first frame";
+    case R::acc_flags: return "SYN/FIN/RST/URG on the first frame";
     case R::next_flags: return "flags forbid merging the next frame";
     case R::cwr: return "CWR set";
     case R::flags_differ: return "TCP flags differ";
@@ -206,7 +206,7 @@ MergeResult merge_frames(MergeFrame& acc, virtio_net_hdr& acc_hdr, std::span<con
 
   // Flags.
   const unsigned af = u8(a, l4 + 13), nf = u8(n, l4 + 13);
-  if ((af & (kSyn | kFin | kRst | kUrg | kPsh)) != 0) return R::acc_flags;
+  if ((af & (kSyn | kFin | kRst | kUrg)) != 0) return R::acc_flags;
   if ((nf & (kSyn | kFin | kRst | kUrg)) != 0) return R::next_flags;
   if (((af | nf) & kCwr) != 0) return R::cwr;
   if ((af & kAck) == 0 || ((af ^ nf) & ~kPsh) != 0 || u8(a, l4 + 12) != u8(n, l4 + 12)) return R::flags_differ;
@@ -236,7 +236,7 @@ MergeResult merge_frames(MergeFrame& acc, virtio_net_hdr& acc_hdr, std::span<con
     put16(w, ta.l3 + 10, static_cast<std::uint16_t>(~fold(sum_words(w.subspan(ta.l3, 20))) & 0xFFFFU));
   }
   put32(w, l4 + 8, be32(n, l4 + 8));                                  // ack
-  w[l4 + 13] = static_cast<std::byte>(af | (nf & kPsh));               // PSH of the last segment
+  w[l4 + 13] = static_cast<std::byte>(af | (nf & kPsh));               // PSH if any merged segment had it
   put16(w, l4 + 14, be16(n, l4 + 14));                                 // window
   if (ts != 0) std::memcpy(w.data() + ts + 6, n.data() + ts + 6, 4);  // TSecr, paired with the ack
   put16(w, l4 + kTcpCsumField,

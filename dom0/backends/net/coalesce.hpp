@@ -15,9 +15,11 @@
 //   TCP       same data offset; option bytes identical except the timestamp option's values, which must not go
 //             backwards (serial comparison): the merged frame keeps acc's TSval (the oldest: what the peer's
 //             delayed ACK echoes anyway, RFC 7323 4.3) and takes next's TSecr, paired with next's ACK
-//   flags     ACK on both; acc has none of SYN FIN RST URG PSH (so a PSH ends the run); next has none of SYN FIN
-//             RST URG (PSH allowed: carried over); CWR on neither; ECE and every other bit of the flag and
-//             reserved bits equal
+//   flags     ACK on both; neither has SYN FIN RST URG; CWR on neither; ECE and every other bit of the flag and
+//             reserved bits equal. PSH may be on either: the merged frame has PSH if any part had it. (GRO stops
+//             at a PSH so as not to hold data back; we never wait, we only join frames already in one batch,
+//             and a receiver delivers data whether PSH is set or not. xen-netfront marks most of its GSO
+//             packets PSH: iperf3's 128 KiB writes end every few of them)
 //   sequence  both carry payload; next.seq == acc.seq + acc's payload length; next.ack not older than acc.ack
 //             (next's ack, window and TSecr are taken)
 //   checksum  each TCP checksum field holds the CHECKSUM_PARTIAL seed in Linux's form (tcp_v4/v6_send_check:
@@ -28,7 +30,7 @@
 //             single segment of <= mss bytes
 //   size      the merged frame fits acc.buf and kMaxPacket (65535: IPv4 total and IPv6 payload lengths fit too)
 // The merged frame: IP total / payload length grown and the IPv4 header checksum recomputed, the TCP seed
-// recomputed for the new length, next's PSH carried over, gso_type TCPV4/6 with gso_size = mss, hdr_len = the
+// recomputed for the new length, PSH if either had it, gso_type TCPV4/6 with gso_size = mss, hdr_len = the
 // Ethernet + IP + TCP header bytes.
 #pragma once
 
@@ -65,7 +67,7 @@ enum class MergeResult : std::uint8_t {
   ports_differ,       // TCP ports
   tcp_options_differ, // data offset or option bytes (other than the timestamp values)
   tcp_timestamp,      // timestamp values going backwards
-  acc_flags,          // SYN/FIN/RST/URG/PSH on acc
+  acc_flags,          // SYN/FIN/RST/URG on acc
   next_flags,         // SYN/FIN/RST/URG on next
   cwr,                // CWR on either
   flags_differ,       // ACK missing, ECE or other flag/reserved bits differ
@@ -78,6 +80,7 @@ enum class MergeResult : std::uint8_t {
   next_too_long,      // a single-segment next longer than mss
   too_big,            // the merged frame would exceed the buffer or kMaxPacket
 };
+inline constexpr std::size_t kMergeResults = static_cast<std::size_t>(MergeResult::too_big) + 1;
 [[nodiscard]] std::string_view to_string(MergeResult r);
 
 // Appends `next` (one guest frame and its offload header) to `acc` if the rules above allow it.

@@ -504,11 +504,15 @@ Status NetDevice::flush_tx(Queue& q) {
   };
   for (const auto& it : batch_) {
     if (it.data == nullptr) continue;
-    if (coalesce && acc_frames > 0 && try_merge(acc, acc_hdr, {it.data, it.pkt.len}, it.hdr)) {
-      ++acc_frames;
-      acc_bytes += it.pkt.len;
-      ++st_.tx_merged;
-      continue;
+    if (coalesce && acc_frames > 0) {
+      const MergeResult m = merge_frames(acc, acc_hdr, {it.data, it.pkt.len}, it.hdr);
+      if (m == MergeResult::merged) {
+        ++acc_frames;
+        acc_bytes += it.pkt.len;
+        ++st_.tx_merged;
+        continue;
+      }
+      ++st_.tx_merge_refused[static_cast<std::size_t>(m)];
     }
     write_acc();
     acc = MergeFrame{{it.data, kMaxPacket}, it.pkt.len};  // tx_bufs_ entries hold kMaxPacket bytes
@@ -654,6 +658,14 @@ void NetDevice::service_rx() {
 
 // ---- gearsd ---------------------------------------------------------------------------------------------------
 
+// Nonzero coalescing refusals by reason (to_string): why consecutive frames still cost a host write each.
+nlohmann::json NetDevice::merge_refusals() const {
+  auto j = nlohmann::json::object();
+  for (std::size_t i = 0; i < kMergeResults; ++i)
+    if (st_.tx_merge_refused[i] != 0) j[std::string(to_string(static_cast<MergeResult>(i)))] = st_.tx_merge_refused[i];
+  return j;
+}
+
 nlohmann::json NetDevice::stats() const {
   return {{"state", driver_ ? std::string(xenbus::state_name(driver_->state())) : "down"},
           {"connected", !queues_.empty()},
@@ -679,7 +691,8 @@ nlohmann::json NetDevice::stats() const {
           {"events", st_.events},
           {"coalesce", cfg_.coalesce},
           {"profile", {{"tx_batches", st_.tx_batches}, {"tx_copy_ns", st_.tx_copy_ns}, {"tx_host_ns", st_.tx_host_ns},
-                       {"tx_merged", st_.tx_merged}, {"rx_batches", st_.rx_batches}, {"rx_copy_ns", st_.rx_copy_ns}}},
+                       {"tx_merged", st_.tx_merged}, {"tx_merge_refused", merge_refusals()},
+                       {"rx_batches", st_.rx_batches}, {"rx_copy_ns", st_.rx_copy_ns}}},
           {"connects", st_.connects},
           {"faults", st_.faults},
           {"qos", cfg_.qos.to_json()},

@@ -69,6 +69,7 @@ struct VifStats {
   // Where the time goes (ns) and how well work is batched.
   std::uint64_t tx_batches = 0, tx_copy_ns = 0, tx_host_ns = 0, rx_batches = 0, rx_copy_ns = 0;
   std::uint64_t tx_merged = 0;  // guest frames appended to the previous one (coalesce): host writes saved
+  std::array<std::uint64_t, kMergeResults> tx_merge_refused{};  // why a frame started a new host write, by reason
 };
 
 // Creates the host side of a vif (TAP in gearsd; a socketpair in unit tests). Throws on failure.
@@ -123,6 +124,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   void service_tx(Queue& q);
   Status flush_tx(Queue& q);
   [[nodiscard]] Result<virtio_net_hdr> offload_header(const TxPacket& p, std::span<const std::byte> frame);
+  [[nodiscard]] nlohmann::json merge_refusals() const;
   void service_rx();
   void set_host_polling(bool on);
   void poll_policy();

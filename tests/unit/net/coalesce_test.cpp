@@ -118,7 +118,6 @@ std::vector<Refusal> refusals() {
        }},
       {"tsval_backwards", R::tcp_timestamp, [](Seg&, Seg& b) { b.opts = ts_option(99, 200); }},
       {"tsecr_backwards", R::tcp_timestamp, [](Seg&, Seg& b) { b.opts = ts_option(100, 199); }},
-      {"psh_on_acc", R::acc_flags, [](Seg& a, Seg&) { a.flags = kAck | kPsh; }},
       {"fin_on_acc", R::acc_flags, [](Seg& a, Seg&) { a.flags = kAck | kFin; }},
       {"syn_on_acc", R::acc_flags, [](Seg& a, Seg&) { a.flags = kSyn | kAck; }},
       {"urg_on_acc", R::acc_flags, [](Seg& a, Seg&) { a.flags = kAck | kUrg; }},
@@ -242,11 +241,18 @@ TEST(NetCoalesce, Ipv4PairBecomesOneGsoFrameByteForByte) {
   EXPECT_EQ(acc.hdr.hdr_len, 66U);
   EXPECT_EQ(acc.hdr.csum_start, 34U);
   EXPECT_EQ(acc.hdr.csum_offset, 16U);
-  // PSH ended the run.
+  // A PSH in the middle does not end the run (the frames are all here already); the merged frame keeps it.
   Seg c = b;
   c.seq = b.seq + 1448;
   c.flags = kAck;
-  EXPECT_EQ(acc.merge(c), MergeResult::acc_flags);
+  c.opts = ts_option(1002, 7003);
+  c.payload = pattern(1448, 3);
+  ASSERT_EQ(acc.merge(c), MergeResult::merged);
+  EXPECT_EQ(std::to_integer<unsigned>(acc.bytes()[34 + 13]), kAck | kPsh) << "PSH kept from the middle segment";
+  m.payload.insert(m.payload.end(), c.payload.begin(), c.payload.end());
+  m.opts = ts_option(1000, 7003);
+  EXPECT_EQ(acc.bytes(), build(m));
+  EXPECT_TRUE(host_checksum_verifies(acc.bytes(), false, 14, 34));
 }
 
 TEST(NetCoalesce, Ipv6GsoFramesOverVlanMergeByteForByte) {
@@ -378,7 +384,9 @@ TEST(NetCoalesce, SegmentedRandomPayloadMergesBackIntoOneFrame) {
       segs.push_back(std::move(s));
     }
     if (segs.size() < 2) continue;
-    if (uni(0, 1) == 1) segs.back().flags = kAck | kPsh;
+    bool psh = false;
+    for (auto& sg : segs)
+      if (uni(0, 3) == 0) sg.flags = kAck | kPsh, psh = true;
     Acc acc(segs[0]);
     for (std::size_t i = 1; i < segs.size(); ++i) {
       const MergeResult r = acc.merge(segs[i]);
@@ -386,7 +394,7 @@ TEST(NetCoalesce, SegmentedRandomPayloadMergesBackIntoOneFrame) {
     }
     Seg whole = segs[0];
     whole.payload = payload;
-    whole.ack = segs.back().ack, whole.win = segs.back().win, whole.flags = segs.back().flags;
+    whole.ack = segs.back().ack, whole.win = segs.back().win, whole.flags = psh ? kAck | kPsh : kAck;
     if (!whole.opts.empty()) whole.opts = ts_option(tsval, ecr);
     ASSERT_EQ(acc.bytes(), build(whole)) << "iter " << iter;
     EXPECT_EQ(acc.hdr.gso_size, mss);

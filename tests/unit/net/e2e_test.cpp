@@ -326,6 +326,30 @@ TEST_F(NetE2E, CoalesceOffWritesEveryFrame) {
   d0.shutdown();
 }
 
+// A refused merge is counted by reason, and both frames reach the host unchanged.
+TEST_F(NetE2E, RefusedMergeIsCountedByReason) {
+  Dom0 d0;
+  d0.add(5);
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    auto segs = two_gso_frames();
+    segs[1].seq += 1;  // one byte missing between the frames
+    ASSERT_TRUE(push_tcp(g.front, segs));
+    for (const auto& s : segs) {
+      virtio_net_hdr h{};
+      auto got = host_read(d0.host(5), &h);
+      ASSERT_TRUE(got);
+      EXPECT_EQ(*got, test::build(s));
+    }
+    EXPECT_TRUE(eventually([&] { return d0.stats(5)["tx_packets"] == 2; }));
+    const auto p = d0.stats(5)["profile"];
+    EXPECT_EQ(p["tx_merged"], 0);
+    EXPECT_EQ(p["tx_merge_refused"], (json{{"sequence gap", 1}}));
+  }
+  d0.shutdown();
+}
+
 // Two full-size single segments become a GSO frame on a TAP-like host, never on a host without offloads.
 TEST_F(NetE2E, CoalescingNeedsAHostWithOffloads) {
   Dom0 d0;
