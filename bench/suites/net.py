@@ -36,7 +36,8 @@ def run(ctx) -> None:
     B.Results.ours(tcp, bench)
     if got:
         tcp["peers"]["netback"] = got.get("netback")
-        tcp["extra"] = {k: got.get(k) for k in ("ours_retransmits", "netback_retransmits", "xdp", "xdp_retransmits")}
+        tcp["extra"] = {k: got.get(k) for k in ("ours_retransmits", "netback_retransmits", "xdp", "xdp_retransmits",
+                                                 "no_coalesce")}
     else:
         tcp["peers"]["netback"] = None
         tcp["errors"]["netback"] = tcp["errors"].get("ours", "not measured")

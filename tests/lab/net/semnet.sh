@@ -294,10 +294,17 @@ t_bench() {
   setup_dom0
   setup_vif pv1
   stock_vif pv1 || fail "stock vif for pv1"
-  dom0 "pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
+  # gears-tcp-xfer servers (tcp/qos) hold port 5201 when a lab is reused: iperf3 needs it.
+  dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
   ours=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $ours"
   echo "vif profile: $(vif_stats "$(domid pv1)")" >&2
   stock=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $stock"
+  # The same Gears vif without TX coalescing (re-attached with coalesce=off), for the ratio; reported, not fatal.
+  nocoal='{}'
+  if dom0 "gearsctl detach $(domid pv1) vif 1" >&2 && sleep 2 && (setup_vif pv1 "--param coalesce=off") >&2; then
+    nocoal=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || nocoal='{}'
+    echo "vif profile (coalesce=off): $(vif_stats "$(domid pv1)")" >&2
+  fi
   # The AF_XDP host side (no GSO: MTU-sized frames), same boot; a failure here is reported, not fatal.
   xdp='{}'
   if (setup_xdp_vif) >&2; then
@@ -306,19 +313,22 @@ t_bench() {
     dom0 "gearsctl detach $(domid pv1) vif 2" >&2 || true
   fi
   dom0 "pkill -x iperf3" || true
-  python3 - "$ours" "$stock" "$secs" "$xdp" <<'PY'
+  python3 - "$ours" "$stock" "$secs" "$xdp" "$nocoal" <<'PY'
 import json, sys
 def mbps(t):
     e = json.loads(t)["end"]
     return e["sum_received"]["bits_per_second"] / 1e6, e["sum_sent"].get("retransmits")
 o, s = mbps(sys.argv[1]), mbps(sys.argv[2])
-try:
-    x = mbps(sys.argv[4])
-except (KeyError, ValueError):
-    x = (None, None)
+def opt(t):
+    try:
+        return mbps(t)
+    except (KeyError, ValueError):
+        return (None, None)
+x, n = opt(sys.argv[4]), opt(sys.argv[5])
+r = lambda v: round(v, 2) if v is not None else None
 print(json.dumps({"net.tcp": round(o[0], 2), "netback": round(s[0], 2), "seconds": int(sys.argv[3]),
                   "ours_retransmits": o[1], "netback_retransmits": s[1],
-                  "xdp": round(x[0], 2) if x[0] is not None else None, "xdp_retransmits": x[1]}))
+                  "xdp": r(x[0]), "xdp_retransmits": x[1], "no_coalesce": r(n[0])}))
 PY
 }
 
