@@ -61,8 +61,11 @@ setup_vif() {
 # gears-tcp-xfer serves one client at a time: the flood and gold's transfer need a server each ($1: port).
 start_tcp_server() {
   local port=${1:-5201}
-  dom0 "ss -ltn | grep -q ':$port ' || (setsid nohup gears-tcp-xfer server --port $port >/run/gears/tcp-$port.log 2>&1 </dev/null &);
-        for i in \$(seq 50); do ss -ltn | grep -q ':$port ' && exit 0; sleep 0.2; done; exit 1" || fail "tcp server on $port"
+  # Only a gears-tcp-xfer listener counts: `semnet.sh bench`'s iperf3 server also takes 5201 in a reused lab.
+  dom0 "ss -ltnp | grep ':$port ' | grep -q gears-tcp-xfer && exit 0; pkill -x iperf3;
+        (setsid nohup gears-tcp-xfer server --port $port >/run/gears/tcp-$port.log 2>&1 </dev/null &);
+        for i in \$(seq 50); do ss -ltnp | grep ':$port ' | grep -q gears-tcp-xfer && exit 0; sleep 0.2; done; exit 1" \
+    || fail "tcp server on $port"
 }
 
 # RTT statistics of `busybox ping` from guest $1 to $2: prints "avg max".
