@@ -308,6 +308,8 @@ t_bench() {
     nocoal=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || nocoal='{}'
     echo "vif profile (coalesce=off): $(vif_stats "$(domid pv1)")" >&2
   fi
+  # Back to the default vif: later steps (the qos bench) reuse vif 1 as it is.
+  dom0 "gearsctl detach $(domid pv1) vif 1" >&2; sleep 2; setup_vif pv1 >&2
   # The AF_XDP host side (no GSO: MTU-sized frames), same boot; a failure here is reported, not fatal.
   xdp='{}'
   if (setup_xdp_vif) >&2; then
