@@ -39,23 +39,24 @@ unit-test: asan
 	cd $(ASAN) && ctest -L unit --output-on-failure -j $(JOBS)
 
 lab-test: build
-	cd $(REL) && ctest -L 'lab|labtool' -LE lab-pending --output-on-failure
+	cd $(REL) && ctest -L 'lab|labtool' -LE lab-pending --output-on-failure -j 2
 
 # Lab tests whose features do not pass their acceptance yet (cmake/Lab.cmake: PENDING); not part of make test.
 lab-pending: build
 	cd $(REL) && ctest -L lab-pending --output-on-failure
 
-# make test: the release build first (the lab boots it), then two lanes at once on the two cores:
-#   lane 1: unit + lab tests of the release build on real Xen (QEMU TCG keeps one core busy);
-#   lane 2, at nice 19 and one job: the ASan+UBSan build, then the unit tests under it.
+# make test: the release build first (the labs boot it), then, at once:
+#   lane 1: `ctest -j 2` on the release build: unit tests, then the lab tests on real Xen in two labs side by
+#           side (lab a and lab b, cmake/Lab.cmake; each QEMU TCG keeps one core busy);
+#   lane 2, at nice 19: the ASan+UBSan build, then the unit tests under it (it mostly runs once the labs idle).
 # Lane 2 logs to $(BUILD)/test-asan.log (its test summary, or the tail on failure, is printed at the end).
 # Either lane failing fails make test.
 test: deps
 	$(MAKE) build
 	@start=$$(date +%s); log=$(BUILD)/test-asan.log; \
-	( nice -n 19 $(MAKE) --no-print-directory asan JOBS=1 && \
-	  cd $(ASAN) && nice -n 19 ctest -L unit --output-on-failure ) >$$log 2>&1 & lane2=$$!; \
-	(cd $(REL) && ctest -LE lab-pending --output-on-failure); rc=$$?; \
+	( nice -n 19 $(MAKE) --no-print-directory asan JOBS=2 && \
+	  cd $(ASAN) && nice -n 19 ctest -L unit --output-on-failure -j 2 ) >$$log 2>&1 & lane2=$$!; \
+	(cd $(REL) && ctest -LE lab-pending --output-on-failure -j 2); rc=$$?; \
 	wait $$lane2; arc=$$?; \
 	echo "---- lane 2 (ASan+UBSan build and unit tests): rc=$$arc, log $$log"; \
 	if [ $$arc -eq 0 ]; then sed -n '/tests passed/,$$p' $$log; else tail -n 150 $$log; fi; \

@@ -55,13 +55,16 @@ until xenstore-write data/lab/ready "$(cut -d' ' -f1 /proc/uptime)"; do
   sleep 0.2
 done
 echo "lab-guest: agent ready"
+# One long-lived watch on the jobs directory: every change (a new job, our own removals) wakes the loop at
+# once, and no job can slip in between a listing and a watch registration. The outer loop re-registers it if
+# xenstore-watch ever exits.
 while :; do
-  for tok in $(xenstore-list data/lab/jobs 2>/dev/null); do
-    job=$(xenstore-read "data/lab/jobs/$tok" 2>/dev/null) || continue
-    xenstore-rm "data/lab/jobs/$tok"
-    run_job "$tok" "${job%% *}" "${job#* }" &
+  xenstore-watch data/lab/jobs 2>/dev/null | while read -r _; do
+    for tok in $(xenstore-list data/lab/jobs 2>/dev/null); do
+      job=$(xenstore-read "data/lab/jobs/$tok" 2>/dev/null) || continue
+      xenstore-rm "data/lab/jobs/$tok"
+      run_job "$tok" "${job%% *}" "${job#* }" &
+    done
   done
-  # Sleep until the jobs directory changes (the first watch event fires at once); bounded, so a change that
-  # lands between the list and the watch costs at most 5 s.
-  timeout 5 xenstore-watch -n 2 data/lab/jobs >/dev/null 2>&1
+  sleep 1
 done
