@@ -48,14 +48,17 @@ lab-pending: build
 # make test: the release build first (the labs boot it), then, at once:
 #   lane 1: `ctest -j 2` on the release build: unit tests, then the lab tests on real Xen in two labs side by
 #           side (lab a and lab b, cmake/Lab.cmake; each QEMU TCG keeps one core busy);
-#   lane 2, at nice 19: the ASan+UBSan build, then the unit tests under it (it mostly runs once the labs idle).
+#   lane 2, at nice 19: the ASan+UBSan build, then the unit tests under it. labctl starts each QEMU in its own
+#           session, so with autogroup scheduling a plain `nice` would not rank lane 2 below the labs: lane 2
+#           gets its own session and sets that session's autogroup nice to 19 as well.
 # Lane 2 logs to $(BUILD)/test-asan.log (its test summary, or the tail on failure, is printed at the end).
 # Either lane failing fails make test.
 test: deps
 	$(MAKE) build
 	@start=$$(date +%s); log=$(BUILD)/test-asan.log; \
-	( nice -n 19 $(MAKE) --no-print-directory asan JOBS=2 && \
-	  cd $(ASAN) && nice -n 19 ctest -L unit --output-on-failure -j 2 ) >$$log 2>&1 & lane2=$$!; \
+	setsid -w bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null; \
+	  nice -n 19 $(MAKE) --no-print-directory asan JOBS=2 && \
+	  cd $(ASAN) && nice -n 19 ctest -L unit --output-on-failure -j 2' >$$log 2>&1 & lane2=$$!; \
 	(cd $(REL) && ctest -LE lab-pending --output-on-failure -j 2); rc=$$?; \
 	wait $$lane2; arc=$$?; \
 	echo "---- lane 2 (ASan+UBSan build and unit tests): rc=$$arc, log $$log"; \

@@ -91,4 +91,11 @@ function(gears_lab_test)
     RESOURCE_LOCK ${fixture}
     TIMEOUT ${ctest_timeout}
     ENVIRONMENT "${env}")
+  # A lab's tests run in the order they are declared (DEPENDS orders, it does not require a pass): later tests
+  # may reuse what earlier ones set up (a guest's vif, a running gearsd), and `ctest -j` would reorder them.
+  get_property(prev GLOBAL PROPERTY gears_lab_last_${fixture})
+  if(prev)
+    set_tests_properties(${T_NAME} PROPERTIES DEPENDS ${prev})
+  endif()
+  set_property(GLOBAL PROPERTY gears_lab_last_${fixture} ${T_NAME})
 endfunction()

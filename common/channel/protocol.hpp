@@ -54,7 +54,7 @@ inline constexpr unsigned kMaxRingPageOrder = 9;      // 512 data pages (2 MiB) 
 static_assert((1 + (std::size_t{1} << kMaxRingPageOrder)) * sizeof(std::uint32_t) <= 4096);
 inline constexpr unsigned kDefaultRingPageOrder = 8;  // 1 MiB per direction
 inline constexpr std::uint32_t kMaxFrame = 64 * 1024;
-inline constexpr std::uint32_t kMaxControlFramesPerSec = 2000;  // hint sets per second beyond this: flood
+inline constexpr std::uint32_t kMaxControlFramesPerSec = 500;  // hint sets per second beyond this: flood
 
 enum class FrameType : std::uint16_t {
   Hello = 1,
