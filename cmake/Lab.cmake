@@ -33,17 +33,24 @@ set(GEARS_LAB_ENV_COMMON
 set(GEARS_LAB_ENV ${GEARS_LAB_ENV_COMMON} "GEARS_LAB_DIR=${gears_lab_dir_a}")
 set(GEARS_LAB_ENV_B ${GEARS_LAB_ENV_COMMON} "GEARS_LAB_DIR=${gears_lab_dir_a}-b")
 
-# gears_lab_fixture(<a|b>): the boot (labctl up) and the poweroff (labctl down) of one lab.
-function(gears_lab_fixture lab)
-  if(lab STREQUAL "a")
+# gears_lab_select(<a|b>): sets `fixture`, `suffix` (of lab.setup / lab.teardown) and `env` for that lab.
+macro(gears_lab_select lab)
+  if("${lab}" STREQUAL "a")
     set(fixture gears_lab)
     set(suffix "")
     set(env ${GEARS_LAB_ENV})
-  else()
+  elseif("${lab}" STREQUAL "b")
     set(fixture gears_lab_b)
     set(suffix ".b")
     set(env ${GEARS_LAB_ENV_B})
+  else()
+    message(FATAL_ERROR "lab must be a or b, got '${lab}'")
   endif()
+endmacro()
+
+# gears_lab_fixture(<a|b>): the boot (labctl up) and the poweroff (labctl down) of one lab.
+function(gears_lab_fixture lab)
+  gears_lab_select(${lab})
   # CTest runs the cleanup even when a test fails.
   add_test(NAME lab.setup${suffix} COMMAND ${GEARS_LABCTL} up)
   set_tests_properties(lab.setup${suffix} PROPERTIES
@@ -67,15 +74,10 @@ function(gears_lab_test)
   if(NOT T_LAB)
     set(T_LAB ${GEARS_LAB_LANE})  # set per directory in tests/lab/CMakeLists.txt
   endif()
-  if(NOT T_LAB OR T_LAB STREQUAL "a")
-    set(fixture gears_lab)
-    set(env ${GEARS_LAB_ENV})
-  elseif(T_LAB STREQUAL "b")
-    set(fixture gears_lab_b)
-    set(env ${GEARS_LAB_ENV_B})
-  else()
-    message(FATAL_ERROR "gears_lab_test(${T_NAME}): LAB must be a or b, got '${T_LAB}'")
+  if(NOT T_LAB)
+    set(T_LAB a)
   endif()
+  gears_lab_select(${T_LAB})
   set(kind lab)
   if(T_PENDING)
     set(kind lab-pending)

@@ -33,9 +33,9 @@ done
 [ -n "$LAB" ] && [ -n "$REPO" ] || fail "gears_lab= or gears_repo= missing from the kernel command line"
 
 # Two exports of the host root. `hostcache` (cache=loose: page cache and inodes kept) is the overlay's lower
-# layer, so system binaries and libraries are read over 9p once, not on every exec (a spawn cost ~0.5 s of
-# the one TCG pCPU without it). `hostroot` (no cache) serves the paths that change while the lab is up
-# (gears_live: the repo and GEARS_BIN), each with its own tmpfs overlay so dom0 may write as before.
+# layer, so system binaries and libraries are read over 9p once, not on every exec (without it an exec cost
+# ~1.5 s more than from tmpfs on a loaded host). `hostroot` (no cache) serves the paths that change while the
+# lab is up (gears_live: the repo and GEARS_BIN), each with its own tmpfs overlay so dom0 may write as before.
 mkdir -p /lower /live /ovl /newroot
 M9P="trans=virtio,version=9p2000.L,msize=262144"
 i=0
