@@ -7,9 +7,13 @@
 LAB=$1
 SPOOL=$LAB/run/spool
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# The poll loop spawns nothing (a fork+exec costs tens of ms of the one pCPU under TCG): `read -t` on a pipe
-# that never gets data is the sleep, and /proc/uptime is read by the shell itself.
-exec {nap}<> <(:)
+# The poll loop spawns nothing (a fork+exec costs tens of ms of the one pCPU under TCG): `read -t` on a FIFO
+# that never gets data is the sleep, and /proc/uptime is read by the shell itself. A read that does not time out
+# (no FIFO, an error) falls back to `sleep`: the loop must never spin. (Sessions 9-10 spun: the FIFO came from
+# <(:), and dom0 had no /dev/fd, so every read failed at once and the agent took ~80% of dom0's CPU.)
+nap=
+mkfifo -m 600 /run/lab-agent.nap 2>/dev/null || [ -p /run/lab-agent.nap ]
+exec {nap}<>/run/lab-agent.nap || nap=
 n=0
 while :; do
   for f in "$SPOOL"/*.sh; do
@@ -25,5 +29,5 @@ while :; do
   done
   n=$((n + 1))
   if [ $((n % 10)) -eq 1 ]; then read -r up _ </proc/uptime; echo "$up" >"$LAB/run/dom0.heartbeat"; fi
-  read -r -t 0.2 -u "$nap" _
+  if [ -n "$nap" ]; then read -r -t 0.2 -u "$nap" _; [ $? -gt 128 ] || sleep 0.2; else sleep 0.2; fi
 done

@@ -22,6 +22,8 @@ mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sys /sys
 mountpoint -q /dev || mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm
+# devtmpfs has no /dev/fd (udev would add it): bash process substitution <(...) needs it.
+ln -sfn /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
 mount -t devpts devpts /dev/pts
 # Fresh tmpfs for state directories, except one that holds the repository or the lab directory (a clone under
 # /tmp, say): that one stays the overlay's own (already writable) view, or we would hide the project from itself.

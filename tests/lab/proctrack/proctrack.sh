@@ -14,6 +14,7 @@ LABDIR=${GEARS_LAB_DIR:-$REPO/build/lab}
 
 fail() { echo "FAIL: $*" >&2; "$LABCTL" exec dom0 -- "tail -n 30 $LOG" >&2 || true; exit 1; }
 pass() { echo "PASS: $*"; exit 0; }
+stamp() { echo "[${SECONDS}s] $*"; }  # where a slow run spends its time
 dom0() { "$LABCTL" exec dom0 --timeout "${T:-120}" -- "$@"; }
 guest() { local g=$1; shift; "$LABCTL" exec "$g" --timeout "${T:-300}" -- "$@"; }
 
@@ -58,17 +59,21 @@ t_accuracy() {
   ensure_gearsd; setup_guest
   id=$(dom0 "xl domid $GUEST") || fail "no $GUEST"
   dom0 "gearsctl detach $id proctrack 0" >/dev/null 2>&1
-  attach "$id"
+  stamp "attach"; attach "$id"
+  stamp "attached"
   since=$(dom0 "gearsctl events $id --json --since 0 --max 10000" | python3 "$HERE/count.py" next) || fail "events"
+  stamp "workload"
   out=$(T=1700 guest "$GUEST" "sh /tmp/ptk/fork.sh $n") || fail "workload: $out"
   echo "guest: $out"
   sleep 2  # two rescans: the last exits
+  stamp "count"
   dom0 "gearsctl ps $id"
   local res
   res=$(dom0 "python3 $HERE/count.py count $id $since ptkchild $n") ; local rc=$?
   echo "$res"
   dom0 "gearsctl ps $id --json" | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print("counters:", json.dumps(c))'
   dom0 "gearsctl detach $id proctrack 0" >/dev/null || fail "detach"
+  stamp "detached"
   [ $rc -eq 0 ] || fail "counts outside +-5% of the truth ($n)"
   pass "proctrack counted creations and exits of $n processes within 5%"
 }
@@ -166,11 +171,12 @@ t_kpti() {
   local n=${1:-100} cfg=$LABDIR/run/pvhk.cfg out
   [ -f "$LABDIR/run/pvh1.cfg" ] || fail "no $LABDIR/run/pvh1.cfg to start from"
   sed -e 's/^name = .*/name = "pvhk"/' -e 's/^extra = "\(.*\)"/extra = "\1 pti=on"/' "$LABDIR/run/pvh1.cfg" >"$cfg"
+  stamp "create pvhk"
   T=400 dom0 "xl domid pvhk >/dev/null 2>&1 || lab/guest/dom0-domu.sh create pvhk $cfg 300" || fail "xl create pvhk (pti=on)"
   # The emulated CPU is not affected by Meltdown (the vulnerabilities file says so), but pti=on forces KPTI: the
   # proof is the cpu flag `pti` (X86_FEATURE_PTI) and the kernel's boot line.
   out=$(guest pvhk "grep -m1 -ow pti /proc/cpuinfo; dmesg | grep -i 'page tables isolation'; grep -o 'pti=on' /proc/cmdline") || true
-  echo "pvhk: $out"
+  echo "pvhk: $out"; stamp "pvhk up"
   grep -qx "pti" <<<"$out" || { dom0 "xl destroy pvhk"; fail "KPTI is not on in pvhk: $out"; }
   out=$(PROCTRACK_GUEST=pvhk "$0" accuracy "$n" 2>&1); local rc=$?
   echo "$out"
