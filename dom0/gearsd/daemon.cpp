@@ -106,7 +106,7 @@ json device_row(const DeviceInfo& d) {
 Daemon::Daemon(DaemonOptions opts)
     : opts_(std::move(opts)),
       signals_(opts_.handle_signals ? std::make_unique<SignalFd>() : nullptr),
-      workers_(opts_.workers),
+      workers_(opts_.workers, opts_.worker_nice),
       registry_(main_, workers_) {
   registry_.register_factory("null", [](const DeviceSpec& s) { return std::make_unique<NullDevice>(s); });
   if (!opts_.pidfile.empty()) pidfile_ = std::make_unique<PidFile>(opts_.pidfile);
@@ -145,8 +145,12 @@ void Daemon::run() {
     spdlog::info("discovery: starting {}", d->name());
     d->start(main_, [this](DeviceEvent e) { registry_.on_event(std::move(e)); });
   }
-  spdlog::info("gearsd {} up: socket={} workers={} metrics={}", gears_version(), opts_.socket_path,
-               workers_.size(), http_ ? fmt::format("{}:{}", opts_.metrics_address, http_->port()) : "off");
+  if (workers_.nice_error() != 0)
+    spdlog::warn("workers: cannot take nice {}: {} (they run at the inherited priority)", workers_.nice(),
+                 std::strerror(workers_.nice_error()));
+  spdlog::info("gearsd {} up: socket={} workers={} (nice {}) metrics={}", gears_version(), opts_.socket_path,
+               workers_.size(), workers_.nice_error() == 0 ? workers_.nice() : 0,
+               http_ ? fmt::format("{}:{}", opts_.metrics_address, http_->port()) : "off");
   main_.run();
   running_ = false;
   workers_.stop();
@@ -231,7 +235,9 @@ void Daemon::verb_hints(const json& req, Reply reply) {
 void Daemon::verb_stats(const json&, Reply reply) {
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   json workers = json::array();
-  for (std::size_t i = 0; i < workers_.size(); ++i) workers.push_back({{"id", i}, {"devices", workers_.load(i)}});
+  const int nice = workers_.nice_error() == 0 ? workers_.nice() : 0;
+  for (std::size_t i = 0; i < workers_.size(); ++i)
+    workers.push_back({{"id", i}, {"devices", workers_.load(i)}, {"nice", nice}});
   registry_.gather<json>([](const Device& d) { return d.stats(); },
                          [reply = std::move(reply), uptime, workers = std::move(workers)](std::vector<Sampled<json>> got) {
                            json devices = json::array();

@@ -28,6 +28,11 @@ int main(int argc, char** argv) {
   app.add_option("--socket", opts.socket_path, "Control socket path")->capture_default_str();
   app.add_option("--workers", opts.workers, "Worker threads (each owns its devices)")
       ->capture_default_str()->check(CLI::Range(1, 256));
+  opts.worker_nice = -10;
+  app.add_option("--worker-nice", opts.worker_nice,
+                 "Nice value of the worker threads (the data plane): below dom0's other tasks, so a process a worker "
+                 "wakes does not preempt it")
+      ->capture_default_str()->check(CLI::Range(-20, 19));
   app.add_option("--metrics-port", opts.metrics_port, "Serve Prometheus metrics over HTTP on this TCP port (off if unset)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--metrics-address", opts.metrics_address, "IPv4 address for --metrics-port")->capture_default_str();

@@ -1,4 +1,7 @@
 // WorkerPool: N threads, each running its own Reactor. Devices are spread by least load (hosted device count).
+// Worker priority: each thread sets its own nice value before its loop starts (setpriority on its tid). The data
+// plane runs on the workers; at a lower nice value than dom0's other tasks, a process that a worker wakes (the
+// reader of a TAP, say) no longer preempts it at once, as the kernel's backends run in softirq/kthread context.
 #pragma once
 
 #include <atomic>
@@ -13,7 +16,9 @@ namespace gears::daemon {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(std::size_t threads);  // starts the threads; throws on setup failure
+  // Starts the threads, each at `nice` (0: inherited); throws on setup failure. A nice value the process may not
+  // take (EPERM/EACCES) is no failure: the workers run at the inherited priority and nice_error() says why.
+  explicit WorkerPool(std::size_t threads, int nice = 0);
   ~WorkerPool();                             // stop() + join
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -24,6 +29,9 @@ class WorkerPool {
   [[nodiscard]] std::size_t least_loaded() const;
   [[nodiscard]] std::size_t load(std::size_t i) const { return workers_.at(i)->load.load(std::memory_order_relaxed); }
   void add_load(std::size_t i, std::ptrdiff_t delta);
+  // The nice value asked for, and 0 or the errno of the first worker that could not take it.
+  [[nodiscard]] int nice() const { return nice_; }
+  [[nodiscard]] int nice_error() const { return nice_error_; }
   // Stops every loop and joins the threads; tasks still queued are destroyed unrun. Idempotent.
   void stop();
 
@@ -34,6 +42,8 @@ class WorkerPool {
     std::thread thread;
   };
   std::vector<std::unique_ptr<Worker>> workers_;
+  int nice_ = 0;
+  int nice_error_ = 0;
 };
 
 }  // namespace gears::daemon

@@ -1,6 +1,6 @@
 #!/bin/bash
 # semnet lab tests (issue 5): Gears vifs (gearsd kind "vif") serving the stock xen-netfront of pv1 and pvh1.
-#   semnet.sh tcp | hostile | qos | live | xdp | xdp_port | bench [SECONDS]
+#   semnet.sh tcp | hostile | qos | live | xdp | xdp_port | bench [SECONDS] | profile [SECONDS]
 # Addresses: dom0 10.99.0.1 on xenbr0; pv1 10.99.0.2 and pvh1 10.99.0.3 on their Gears vifs (devid 1).
 # The stock netback contrast (qos) uses devid 2 vifs on 10.98.0.0/24 over the same bridge.
 # Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 200K bytes/s: below
@@ -337,6 +337,25 @@ print(json.dumps({"net.tcp": round(o[0], 2), "netback": round(s[0], 2), "seconds
 PY
 }
 
+# Where dom0's CPU goes (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s over the Gears vif, then over
+# netback, each with lab/tools/dom0-profile.sh sampling dom0 in the middle of the transfer.
+t_profile() {
+  local secs=${1:-16} side addr
+  setup_dom0
+  setup_vif pv1
+  stock_vif pv1 || fail "stock vif for pv1"
+  dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
+  for side in ours netback; do
+    addr=$NET.1; [ $side = netback ] && addr=$SNET.1
+    T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $addr -t $secs | tail -n 3" &
+    sleep $((secs / 4 + 2))
+    T=$((secs * 4 + 120)) dom0 "lab/tools/dom0-profile.sh net-$side $((secs / 2)) 30"
+    wait
+  done
+  echo "vif profile: $(vif_stats "$(domid pv1)")"
+  dom0 "pkill -x iperf3" || true
+}
+
 case "${1:-}" in
   tcp) t_tcp ;;
   hostile) t_hostile ;;
@@ -345,5 +364,6 @@ case "${1:-}" in
   xdp) t_xdp ;;
   xdp_port) t_xdp_port ;;
   bench) shift; t_bench "$@" ;;
-  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS]" >&2; exit 2 ;;
+  profile) shift; t_profile "$@" ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS]|profile [SECONDS]" >&2; exit 2 ;;
 esac

@@ -1,15 +1,21 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <future>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "dom0/gearsd/reactor.hpp"
 #include "dom0/gearsd/task.hpp"
+#include "dom0/gearsd/workers.hpp"
 #include "tests/unit/gearsd/test_util.hpp"
 
 using namespace gears::daemon;
@@ -168,4 +174,27 @@ TEST(Reactor, PendingTasksAreDestroyedWithTheReactor) {
   }
   EXPECT_EQ(*flag, 0);
   EXPECT_EQ(flag.use_count(), 1);
+}
+
+// Each worker thread runs at the pool's nice value (a positive one: any user may lower its own priority), and
+// only the workers do: the creating thread keeps its own.
+TEST(WorkerPool, WorkersRunAtTheAskedNiceValue) {
+  errno = 0;
+  const int mine = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  const int want = std::min(mine + 5, 19);
+  WorkerPool pool(2, want);
+  EXPECT_EQ(pool.nice_error(), 0);
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    std::promise<int> got;
+    auto f = got.get_future();
+    pool.reactor(i).post([&got] {
+      errno = 0;
+      got.set_value(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())));
+    });
+    ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+    EXPECT_EQ(f.get(), want) << "worker " << i;
+  }
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())), mine);
+  EXPECT_THROW(WorkerPool(1, 20), std::invalid_argument);
+  EXPECT_THROW(WorkerPool(1, -21), std::invalid_argument);
 }
