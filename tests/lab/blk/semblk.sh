@@ -278,19 +278,16 @@ PY
   pass "weighted classes: gold >= 3x bronze with hints, fair within 20% without"
 }
 
-# Performance, for bench/run (bench/suites/blk.py): one JSON line. fio in pv1 (needs GEARS_GUEST_TOOLS=fio) on
-# the same 256 MiB backing file in dom0, served in turn by: gearsd (grant copy), gearsd (persistent grants),
-# kernel xen-blkback (phy: on a loop device) and QEMU qdisk (dom0's qemu-system-i386 -M xenpv disk backend).
+# Performance, for bench/run (bench/suites/blk.py): one JSON line. fio in a PV guest (needs GEARS_GUEST_TOOLS=fio)
+# on one 256 MiB backing file in dom0 (tmpfs), served by gearsd (persistent grants, cache=writeback: ours), kernel
+# xen-blkback (phy: on a loop device over the same file) and QEMU qdisk (dom0's qemu -M xenpv, guest pvq).
 # Jobs: seq read and seq write (1 MiB, iodepth 8), random read (4 KiB, iodepth 16), $1 s each, O_DIRECT, libaio.
-fio_all() {  # $1 = /dev name in guest $3 (pv1); prints one JSON object {job: {"mb_s", "iops"}}
-  local dev=$1 secs=$2 g=${3:-pv1}
-  T=$((secs * 3 + 300)) guest "$g" "command -v fio >/dev/null || { echo 'fio is not in the guest image (GEARS_GUEST_TOOLS=fio)'; exit 3; }
-    for j in seq_read:read:1M:8 seq_write:write:1M:8 rand4k:randread:4k:16; do
-      set -- \$(echo \$j | tr : ' '); n=\$1; rw=\$2; bs=\$3; qd=\$4
-      fio --name=\$n --filename=/dev/$dev --direct=1 --ioengine=libaio --iodepth=\$qd --rw=\$rw --bs=\$bs --size=192M \
-          --runtime=$secs --time_based --output-format=json > /tmp/fio-\$n.json 2>/tmp/fio-\$n.err || { cat /tmp/fio-\$n.err; exit 1; }
-    done
-    cat /tmp/fio-seq_read.json /tmp/fio-seq_write.json /tmp/fio-rand4k.json" | python3 -c '
+# The three are attached at once and measured in turn, ROUNDS ($2, default 3) times per job: ours, blkback, qdisk,
+# ours, ... so a change of host load hits all three alike; each side reports its median and every round.
+# Extras, measured once before: ours with the default cache=writethrough, and ours with grants=copy.
+FIO_JOBS="seq_read:read:1M:8 seq_write:write:1M:8 rand4k:randread:4k:16"
+fio_json() {  # fio's JSON outputs on stdin -> {job: {"mb_s", "iops"}}
+  python3 -c '
 import json, sys
 dec, text, out, i = json.JSONDecoder(), sys.stdin.read(), {}, 0
 while True:
@@ -302,6 +299,18 @@ while True:
     out[job["jobname"]] = {"mb_s": round(side["bw_bytes"] / 1e6, 2), "iops": round(side["iops"], 1)}
 print(json.dumps(out))'
 }
+# fio_run <dev> <secs> <guest> <job spec...>: the given jobs in turn, on /dev/<dev> in <guest>; prints fio_json.
+fio_run() {
+  local dev=$1 secs=$2 g=$3; shift 3
+  T=$((secs * 3 * $# + 300)) guest "$g" "command -v fio >/dev/null || { echo 'fio is not in the guest image (GEARS_GUEST_TOOLS=fio)'; exit 3; }
+    for j in $*; do
+      set -- \$(echo \$j | tr : ' '); n=\$1; rw=\$2; bs=\$3; qd=\$4
+      fio --name=\$n --filename=/dev/$dev --direct=1 --ioengine=libaio --iodepth=\$qd --rw=\$rw --bs=\$bs --size=192M \
+          --runtime=$secs --time_based --output-format=json > /tmp/fio-\$n.json 2>/tmp/fio-\$n.err || { cat /tmp/fio-\$n.err; exit 1; }
+      cat /tmp/fio-\$n.json
+    done" | fio_json
+}
+fio_all() { fio_run "$1" "$2" "${3:-pv1}" $FIO_JOBS; }
 
 # disk_profile <domid> <label>: the Gears disk's counters and time split, on stderr (kept in bench/run's raw logs).
 disk_profile() {
@@ -315,17 +324,13 @@ wait_dev() { guest "${2:-pv1}" "for i in \$(seq 150); do [ -b /dev/$1 ] && exit 
 gone_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] || exit 0; sleep 0.2; done; exit 1"; }
 
 t_bench() {
-  local secs=${1:-10} ours wt copy bb qd loop id img=/tmp/semblk-bench.img
+  local secs=${1:-10} rounds=${2:-3} wt copy loop id img=/tmp/semblk-bench.img qcfg=$LABDIR/run/pvq.cfg
+  local bb_err="" qd_err="" rows=/tmp/semblk-bench.$$ j r side out
   start_gearsd
   id=$(domid pv1) || fail "no pv1"
   dom0 "rm -f $img && dd if=/dev/zero of=$img bs=1M count=256 2>/dev/null" || fail "backing file"
-  # ours: the default grants=persistent with cache=writeback, the durability contract of the blkback peer (a loop
-  # device writes into dom0's page cache; the guest's FLUSH makes it durable). wt: the default cache=writethrough
-  # (O_DSYNC: durable per write). copy: grants=copy (grant copy for every request), cache=writeback.
-  attach pv1 xvdb 51728 "file:$img" --param cache=writeback
-  ours=$(fio_all xvdb "$secs") || fail "fio on the Gears disk: $ours"
-  disk_profile "$id" ours
-  detach pv1 xvdb 51728
+  # Extras, once: the default cache=writethrough (O_DSYNC: durable per write); grants=copy (grant copy for every
+  # request), cache=writeback.
   attach pv1 xvdb 51728 "file:$img"
   wt=$(fio_all xvdb "$secs") || wt='{"error":"fio failed"}'
   disk_profile "$id" writethrough
@@ -334,41 +339,70 @@ t_bench() {
   copy=$(fio_all xvdb "$secs") || copy='{"error":"fio failed"}'
   disk_profile "$id" copy
   detach pv1 xvdb 51728
+  # ours: the default grants=persistent with cache=writeback, the durability contract of the blkback peer (a loop
+  # device writes into dom0's page cache; the guest's FLUSH makes it durable).
+  attach pv1 xvdb 51728 "file:$img" --param cache=writeback
   loop=$(dom0 "modprobe loop 2>/dev/null; losetup -f --show $img") || loop=""
   if [ -z "$loop" ]; then
-    bb='{"error":"no loop device in dom0 (losetup -f failed)"}'
+    bb_err="no loop device in dom0 (losetup -f failed)"
   # Debian's /etc/xen/scripts/block timed out in the lab's dom0 (libxl killed it after 10 s); this does its job for a
   # phy: device: tell blkback which block device to open.
-  elif dom0 "cat > /run/gears/block-phy <<'EOS'
+  elif ! { dom0 "cat > /run/gears/block-phy <<'EOS'
 #!/bin/sh
 [ \"\$1\" = add ] || exit 0
 dev=\$(xenstore-read \"\$XENBUS_PATH/params\") && mm=\$(stat -L -c '%t:%T' \"\$dev\") &&
   xenstore-write \"\$XENBUS_PATH/physical-device\" \"\$mm\" \"\$XENBUS_PATH/hotplug-status\" connected
 EOS
-chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,script=/run/gears/block-phy'" && wait_dev xvdc; then
-    bb=$(fio_all xvdc "$secs") || bb='{"error":"fio failed"}'
-    dom0 "xl block-detach pv1 xvdc" || true
-    gone_dev xvdc || true
-  else
-    bb='{"error":"xl block-attach phy: failed"}'
+chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,script=/run/gears/block-phy'" && wait_dev xvdc; }; then
+    bb_err="xl block-attach phy: failed"
   fi
-  [ -n "$loop" ] && { dom0 "losetup -d $loop" || true; }
   # qdisk: libxl serves it from the domain's own device model (QEMU -M xenpv), started only for a domain created
   # with a qdisk disk; so a second PV guest like pv1 (same kernel and image, 512 MiB) gets the file as xvdb.
-  local qcfg=$LABDIR/run/pvq.cfg
   sed -e 's/^name = .*/name = "pvq"/' -e 's/^memory = .*/memory = 512/' "$LABDIR/run/pv1.cfg" >"$qcfg"
   echo "disk = [ 'format=raw,vdev=xvdb,access=rw,backendtype=qdisk,target=$img' ]" >>"$qcfg"
-  if T=400 dom0 "xl domid pvq >/dev/null 2>&1 && xl destroy pvq; lab/guest/dom0-domu.sh create pvq $qcfg 300" && wait_dev xvdb pvq; then
-    qd=$(fio_all xvdb "$secs" pvq) || qd='{"error":"fio failed"}'
-  else
-    qd='{"error":"could not create a PV guest with a qdisk disk (xl create, QEMU -M xenpv)"}'
-  fi
+  T=400 dom0 "xl domid pvq >/dev/null 2>&1 && xl destroy pvq; lab/guest/dom0-domu.sh create pvq $qcfg 300" && wait_dev xvdb pvq \
+    || qd_err="could not create a PV guest with a qdisk disk (xl create, QEMU -M xenpv)"
+  : >"$rows"
+  for j in $FIO_JOBS; do
+    for r in $(seq "$rounds"); do
+      for side in ours blkback qdisk; do
+        case $side in
+          ours) out=$(fio_run xvdb "$secs" pv1 "$j") ;;
+          blkback) [ -z "$bb_err" ] || continue; out=$(fio_run xvdc "$secs" pv1 "$j") ;;
+          qdisk) [ -z "$qd_err" ] || continue; out=$(fio_run xvdb "$secs" pvq "$j") ;;
+        esac || out='{}'
+        echo "$side $out" >>"$rows"
+        echo "round $r ${j%%:*} $side: $out" >&2
+      done
+    done
+  done
+  disk_profile "$id" ours
+  detach pv1 xvdb 51728
+  if [ -z "$bb_err" ]; then dom0 "xl block-detach pv1 xvdc" || true; gone_dev xvdc || true; fi
+  [ -n "$loop" ] && { dom0 "losetup -d $loop" || true; }
   dom0 "xl destroy pvq" >/dev/null 2>&1 || true
   dom0 "rm -f $img" || true
-  python3 -c 'import json,sys; print(json.dumps({"ours": json.loads(sys.argv[1]), "copy": json.loads(sys.argv[2]),
-    "blkback": json.loads(sys.argv[3]), "qdisk": json.loads(sys.argv[4]), "seconds": int(sys.argv[5]),
-    "writethrough": json.loads(sys.argv[6])}))' \
-    "$ours" "$copy" "$bb" "$qd" "$secs" "$wt"
+  python3 - "$rows" "$secs" "$rounds" "$wt" "$copy" "$bb_err" "$qd_err" <<'PY'
+import json, statistics, sys
+rows, secs, rounds, wt, copy, bb_err, qd_err = sys.argv[1:8]
+got = {"ours": {}, "blkback": {}, "qdisk": {}}
+for line in open(rows):
+    side, _, text = line.partition(" ")
+    for job, v in json.loads(text or "{}").items():
+        got[side].setdefault(job, []).append(v)
+out = {"seconds": int(secs), "rounds": int(rounds), "order": "interleaved per job: ours, blkback, qdisk",
+       "writethrough": json.loads(wt), "copy": json.loads(copy)}
+for side, jobs in got.items():
+    err = {"blkback": bb_err, "qdisk": qd_err}.get(side, "")
+    if err or not jobs:
+        out[side] = {"error": err or "fio failed"}
+        continue
+    out[side] = {job: {"mb_s": statistics.median(v["mb_s"] for v in vals), "iops": statistics.median(v["iops"] for v in vals),
+                       "rounds_mb_s": [v["mb_s"] for v in vals], "rounds_iops": [v["iops"] for v in vals]}
+                 for job, vals in jobs.items()}
+print(json.dumps(out))
+PY
+  rm -f "$rows"
 }
 
 case "${1:-}" in
@@ -379,5 +413,5 @@ case "${1:-}" in
   durable) t_durable ;;
   dcache) t_dcache ;;
   hostile) t_hostile ;;
-  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|dcache|hostile|priority|bench [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|dcache|hostile|priority|bench [SECONDS [ROUNDS]]" >&2; exit 2 ;;
 esac

@@ -291,17 +291,25 @@ t_xdp_port() {
 }
 
 # Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
-# the Gears vif and over a stock netback vif, in the same boot; the qos figures come from `qos`.
+# the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours,
+# netback, ours, ...: a change of host load hits both alike); each side reports its median and every round.
+# The qos figures come from `qos`.
 t_bench() {
-  local secs=${1:-10} ours stock
+  local secs=${1:-10} rounds=${2:-3} ours=() stock=() r o s
   setup_dom0
   setup_vif pv1
   stock_vif pv1 || fail "stock vif for pv1"
   # gears-tcp-xfer servers (tcp/qos) hold port 5201 when a lab is reused: iperf3 needs it.
   dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
-  ours=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $ours"
+  for r in $(seq "$rounds"); do
+    o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $o"
+    s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $s"
+    o=$(iperf_sum "$o") || fail "iperf3 over the Gears vif gave no result"
+    s=$(iperf_sum "$s") || fail "iperf3 over netback gave no result"
+    ours+=("$o"); stock+=("$s")
+    echo "round $r: ours ${ours[-1]} netback ${stock[-1]}" >&2
+  done
   echo "vif profile: $(vif_stats "$(domid pv1)")" >&2
-  stock=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $stock"
   # The same Gears vif without TX coalescing (re-attached with coalesce=off), for the ratio; reported, not fatal.
   nocoal='{}'
   if dom0 "gearsctl detach $(domid pv1) vif 1" >&2 && sleep 2 && (setup_vif pv1 "--param coalesce=off") >&2; then
@@ -318,23 +326,30 @@ t_bench() {
     dom0 "gearsctl detach $(domid pv1) vif 2" >&2 || true
   fi
   dom0 "pkill -x iperf3" || true
-  python3 - "$ours" "$stock" "$secs" "$xdp" "$nocoal" <<'PY'
-import json, sys
+  python3 - "$secs" "$xdp" "$nocoal" "${ours[*]}" "${stock[*]}" <<'PY'
+import json, statistics, sys
 def mbps(t):
     e = json.loads(t)["end"]
     return e["sum_received"]["bits_per_second"] / 1e6, e["sum_sent"].get("retransmits")
-o, s = mbps(sys.argv[1]), mbps(sys.argv[2])
 def opt(t):
     try:
         return mbps(t)
     except (KeyError, ValueError):
         return (None, None)
-x, n = opt(sys.argv[4]), opt(sys.argv[5])
+x, n = opt(sys.argv[2]), opt(sys.argv[3])
+rounds = [[tuple(map(float, p.split(":"))) for p in a.split()] for a in sys.argv[4:6]]  # "mbps:retransmits ..."
+o, s = ([v[0] for v in side] for side in rounds)
 r = lambda v: round(v, 2) if v is not None else None
-print(json.dumps({"net.tcp": round(o[0], 2), "netback": round(s[0], 2), "seconds": int(sys.argv[3]),
-                  "ours_retransmits": o[1], "netback_retransmits": s[1],
+print(json.dumps({"net.tcp": r(statistics.median(o)), "netback": r(statistics.median(s)), "seconds": int(sys.argv[1]),
+                  "rounds": len(o), "ours_rounds": [r(v) for v in o], "netback_rounds": [r(v) for v in s],
+                  "ours_retransmits": sum(int(v[1]) for v in rounds[0]), "netback_retransmits": sum(int(v[1]) for v in rounds[1]),
                   "xdp": r(x[0]), "xdp_retransmits": x[1], "no_coalesce": r(n[0])}))
 PY
+}
+
+# iperf_sum <iperf3 -J output>: "Mb/s:retransmits" of the receiver's side.
+iperf_sum() {
+  python3 -c 'import json,sys; e=json.loads(sys.argv[1])["end"]; print("%.2f:%d" % (e["sum_received"]["bits_per_second"]/1e6, e["sum_sent"].get("retransmits") or 0))' "$1"
 }
 
 # Where dom0's CPU goes (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s over the Gears vif, then over
@@ -365,5 +380,5 @@ case "${1:-}" in
   xdp_port) t_xdp_port ;;
   bench) shift; t_bench "$@" ;;
   profile) shift; t_profile "$@" ;;
-  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS]|profile [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]" >&2; exit 2 ;;
 esac
