@@ -149,7 +149,7 @@ void Daemon::run() {
     spdlog::warn("workers: cannot take nice {}: {} (they run at the inherited priority)", workers_.nice(),
                  std::strerror(workers_.nice_error()));
   spdlog::info("gearsd {} up: socket={} workers={} (nice {}) metrics={}", gears_version(), opts_.socket_path,
-               workers_.size(), workers_.nice_error() == 0 ? workers_.nice() : 0,
+               workers_.size(), workers_.effective_nice(),
                http_ ? fmt::format("{}:{}", opts_.metrics_address, http_->port()) : "off");
   main_.run();
   running_ = false;
@@ -235,9 +235,8 @@ void Daemon::verb_hints(const json& req, Reply reply) {
 void Daemon::verb_stats(const json&, Reply reply) {
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   json workers = json::array();
-  const int nice = workers_.nice_error() == 0 ? workers_.nice() : 0;
   for (std::size_t i = 0; i < workers_.size(); ++i)
-    workers.push_back({{"id", i}, {"devices", workers_.load(i)}, {"nice", nice}});
+    workers.push_back({{"id", i}, {"devices", workers_.load(i)}, {"nice", workers_.effective_nice()}});
   registry_.gather<json>([](const Device& d) { return d.stats(); },
                          [reply = std::move(reply), uptime, workers = std::move(workers)](std::vector<Sampled<json>> got) {
                            json devices = json::array();

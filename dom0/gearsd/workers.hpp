@@ -32,6 +32,8 @@ class WorkerPool {
   // The nice value asked for, and 0 or the errno of the first worker that could not take it.
   [[nodiscard]] int nice() const { return nice_; }
   [[nodiscard]] int nice_error() const { return nice_error_; }
+  // The nice value the workers run at relative to the inherited one (0 when it could not be taken).
+  [[nodiscard]] int effective_nice() const { return nice_error_ == 0 ? nice_ : 0; }
   // Stops every loop and joins the threads; tasks still queued are destroyed unrun. Idempotent.
   void stop();
 

@@ -290,17 +290,22 @@ t_xdp_port() {
   pass "XskPort tests pass in dom0 (Linux $(dom0 'uname -r'))"
 }
 
+# pv1 with its Gears vif and a stock netback vif, and an iperf3 server in dom0 (bench, profile).
+iperf_setup() {
+  setup_dom0
+  setup_vif pv1
+  stock_vif pv1 || fail "stock vif for pv1"
+  # gears-tcp-xfer servers (tcp/qos) hold port 5201 when a lab is reused: iperf3 needs it.
+  dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
+}
+
 # Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
 # the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours,
 # netback, ours, ...: a change of host load hits both alike); each side reports its median and every round.
 # The qos figures come from `qos`.
 t_bench() {
   local secs=${1:-10} rounds=${2:-3} ours=() stock=() r o s
-  setup_dom0
-  setup_vif pv1
-  stock_vif pv1 || fail "stock vif for pv1"
-  # gears-tcp-xfer servers (tcp/qos) hold port 5201 when a lab is reused: iperf3 needs it.
-  dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
+  iperf_setup
   # Warm-up, not counted: the first transfer over a freshly attached vif was the slowest in every run (75 Mb/s
   # against 221 and 213 in the two rounds after it, session 10).
   guest pv1 "iperf3 -c $NET.1 -t 3 >/dev/null; iperf3 -c $SNET.1 -t 3 >/dev/null" || true
@@ -359,10 +364,7 @@ iperf_sum() {
 # netback, each with lab/tools/dom0-profile.sh sampling dom0 in the middle of the transfer.
 t_profile() {
   local secs=${1:-16} side addr
-  setup_dom0
-  setup_vif pv1
-  stock_vif pv1 || fail "stock vif for pv1"
-  dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
+  iperf_setup
   for side in ours netback; do
     addr=$NET.1; [ $side = netback ] && addr=$SNET.1
     T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $addr -t $secs | tail -n 3" &

@@ -184,6 +184,7 @@ TEST(WorkerPool, WorkersRunAtTheAskedNiceValue) {
   const int want = std::min(mine + 5, 19);
   WorkerPool pool(2, want);
   EXPECT_EQ(pool.nice_error(), 0);
+  EXPECT_EQ(pool.effective_nice(), want);
   for (std::size_t i = 0; i < pool.size(); ++i) {
     std::promise<int> got;
     auto f = got.get_future();
