@@ -67,11 +67,12 @@ static_assert(kMaxMtu + kEthHlen + 4 <= kXskFrameSize, "every vif frame fits one
 VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid) {
   if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
   static const std::vector<std::string> known = {"mac",   "bridge", "ifname",   "mtu",     "queues",
-                                                 "hints", "host",   "xdp-mode", "coalesce"};
+                                                 "hints", "host",   "xdp-mode", "coalesce", "tx-map-min"};
   for (const auto& [k, v] : params.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
       throw std::invalid_argument("vif: unknown parameter '" + k +
-                                  "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode, coalesce)");
+                                  "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode, coalesce, "
+                                  "tx-map-min)");
   VifConfig c;
   c.mac = param_string(params, "mac");
   if (c.mac.empty()) {
@@ -108,6 +109,9 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
     if (v != "on" && v != "off") throw std::invalid_argument("vif: coalesce must be on or off, got '" + v + "'");
     c.coalesce = v == "on";
   }
+  c.tx_map_min = param_uint(params, "tx-map-min", kDefaultTxMapMin, 0, static_cast<unsigned>(kMaxPacket));
+  if (c.tx_map_min != 0 && c.tx_map_min <= kTxHeadCopy)
+    throw std::invalid_argument("vif: 'tx-map-min' must be 0 (never map) or above " + std::to_string(kTxHeadCopy));
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
   const std::string hints = param_string(params, "hints");
   if (!hints.empty()) {
@@ -390,8 +394,11 @@ void NetDevice::service_tx(Queue& q) {
     }
     batch_.clear();
     tx_copy_->clear();
+    tx_map_refs_.clear();
+    tx_pieces_.clear();
     std::string_view fatal;
     std::size_t bufs = 0;
+    const std::size_t map_min = host_->gathers() ? cfg_.tx_map_min : 0;
     auto n = q.tx->consume(kTxBatchSlots, [&](const netif_tx_request_t& req) {
       if (!fatal.empty()) return;
       const TxVerdict v = q.parser.feed(req);
@@ -408,20 +415,37 @@ void NetDevice::service_tx(Queue& q) {
         spdlog::debug("dom={} dev={}: tx packet dropped: {}", domid(), name(), q.parser.why());
       } else {
         if (tx_bufs_.size() <= bufs) tx_bufs_.emplace_back(kMaxPacket);
+        item.buf = bufs;
         std::byte* dst = tx_bufs_[bufs++].data();
+        item.mapped = map_min != 0 && item.pkt.len >= map_min;
+        item.head = item.mapped ? kTxHeadCopy : item.pkt.len;  // map_min > kTxHeadCopy
         item.first_seg = tx_copy_->size();
+        item.first_piece = tx_pieces_.size();
+        const std::size_t first_ref = tx_map_refs_.size();
         std::size_t off = 0;
         for (std::size_t i = 0; i < item.pkt.nslots; ++i) {
           const TxSlot& s = item.pkt.slots[i];
           if (s.len == 0) continue;
           // Validated: offset + len <= page and the lengths sum to pkt.len <= kMaxPacket.
-          if (!tx_copy_->copy_from_grant(fe_dom_, s.gref, s.offset, {dst + off, s.len})) {
+          const std::size_t copy = off < item.head ? std::min<std::size_t>(s.len, item.head - off) : 0;
+          if (copy > 0 && !tx_copy_->copy_from_grant(fe_dom_, s.gref, s.offset, {dst + off, copy})) {
             item.drop = true;
             break;
+          }
+          if (copy < s.len) {  // item.mapped: the rest of this slot stays in the guest's page
+            tx_pieces_.push_back({static_cast<std::uint32_t>(tx_map_refs_.size()),
+                                  static_cast<std::uint16_t>(s.offset + copy), static_cast<std::uint16_t>(s.len - copy),
+                                  static_cast<std::uint32_t>(off + copy)});
+            tx_map_refs_.push_back(s.gref);
           }
           off += s.len;
         }
         item.nsegs = tx_copy_->size() - item.first_seg;
+        if (item.drop) {  // none of its pages is mapped
+          tx_pieces_.resize(item.first_piece);
+          tx_map_refs_.resize(first_ref);
+        }
+        item.npieces = tx_pieces_.size() - item.first_piece;
       }
       batch_.push_back(item);
     });
@@ -442,46 +466,100 @@ void NetDevice::service_tx(Queue& q) {
   });
 }
 
+// Reads what tx_pieces_ describe into their packets' buffers by grant copy: the fallback when the batch's grants
+// could not be mapped (one bad ref fails the whole map). Every mapped item becomes a copied one, and is dropped
+// (tx_copy_errors) if any of its copies fails. Items copied in the first place keep their verdicts.
+void NetDevice::copy_mapped_rest() {
+  tx_copy_->clear();
+  for (auto& it : batch_) {
+    if (it.drop || !it.mapped) continue;
+    std::byte* data = tx_bufs_[it.buf].data();
+    it.first_seg = tx_copy_->size();
+    for (std::size_t i = 0; i < it.npieces; ++i) {
+      const TxPiece& p = tx_pieces_[it.first_piece + i];
+      if (!tx_copy_->copy_from_grant(fe_dom_, tx_map_refs_[p.page], p.offset, {data + p.pkt_off, p.len})) {
+        it.drop = true;
+        ++st_.tx_copy_errors;
+        break;
+      }
+    }
+    it.nsegs = tx_copy_->size() - it.first_seg;
+  }
+  const bool copied = tx_copy_->size() == 0 || static_cast<bool>(tx_copy_->execute());
+  for (auto& it : batch_) {
+    if (!it.mapped) continue;
+    it.mapped = false;
+    it.head = it.pkt.len;
+    if (it.drop) continue;
+    bool ok = copied;
+    for (std::size_t i = 0; ok && i < it.nsegs; ++i) ok = static_cast<bool>(tx_copy_->segment(it.first_seg + i));
+    if (!ok) {
+      ++st_.tx_copy_errors;
+      it.drop = true;
+    }
+  }
+}
+
 Status NetDevice::flush_tx(Queue& q) {
   if (batch_.empty()) return {};
   ++st_.tx_batches;
   const std::int64_t t0 = mono_ns();
   const bool copied = tx_copy_->size() == 0 || static_cast<bool>(tx_copy_->execute());
-  const std::int64_t t1 = mono_ns();
-  st_.tx_copy_ns += static_cast<std::uint64_t>(t1 - t0);
-  // Every verdict is known once the copies ran and the offload headers are checked: the responses go out
-  // before the host writes, so the frontend frees its slots (and its skbs: TCP small queues) while dom0
-  // forwards the batch. A host-side write failure after that is a drop on the wire (tx_host_errors).
-  std::size_t bufs = 0;
+  // First verdicts: the copies (heads of mapped packets included).
   for (auto& it : batch_) {
-    std::int16_t status = NETIF_RSP_OKAY;
-    it.data = nullptr;
-    if (it.drop) {
-      status = NETIF_RSP_ERROR;
-    } else {
-      std::byte* data = tx_bufs_[bufs++].data();
-      bool ok = copied;
-      for (std::size_t i = 0; ok && i < it.nsegs; ++i) ok = static_cast<bool>(tx_copy_->segment(it.first_seg + i));
-      if (!ok) {
-        ++st_.tx_copy_errors;
-        status = NETIF_RSP_ERROR;
-      } else if (auto h = offload_header(it.pkt, {data, it.pkt.len}); !h) {
-        ++st_.tx_dropped;
-        status = NETIF_RSP_ERROR;
-      } else {
-        it.hdr = *h;
-        it.data = data;
-      }
-    }
-    for (std::size_t i = 0; i < it.pkt.nrsp; ++i) {
-      const std::int32_t id = it.pkt.rsp[i];
-      netif_tx_response_t r{};
-      r.id = id < 0 ? 0 : static_cast<std::uint16_t>(id);
-      r.status = id < 0 ? static_cast<std::int16_t>(NETIF_RSP_NULL) : status;
-      if (auto s = q.tx->put_response(r); !s) return s;
+    bool ok = copied;
+    for (std::size_t i = 0; ok && !it.drop && i < it.nsegs; ++i) ok = static_cast<bool>(tx_copy_->segment(it.first_seg + i));
+    if (!it.drop && !ok) {
+      ++st_.tx_copy_errors;
+      it.drop = true;
     }
   }
-  if (auto s = q.tx->push_responses(*q.ev_tx); !s) return s;
+  // The batch's mapped pages, read-only, in one call. They stay mapped until the host has the frames, and the
+  // responses wait for the unmap: the frontend ends its grants when it sees them.
+  std::optional<xen::GrantMapping> mapping;
+  if (!tx_map_refs_.empty()) {
+    if (auto m = gnt_->map(fe_dom_, tx_map_refs_, false)) {
+      mapping.emplace(std::move(m).value());
+    } else {
+      ++st_.tx_map_failures;
+      spdlog::debug("dom={} dev={}: tx batch of {} grants not mappable ({}): copied instead", domid(), name(),
+                    tx_map_refs_.size(), m.error().what);
+      copy_mapped_rest();
+    }
+  }
+  const std::int64_t t1 = mono_ns();
+  st_.tx_copy_ns += static_cast<std::uint64_t>(t1 - t0);
+  for (auto& it : batch_) {
+    it.data = nullptr;
+    if (it.drop) continue;
+    std::byte* data = tx_bufs_[it.buf].data();
+    if (auto h = offload_header(it.pkt, {data, it.head}); !h) {
+      ++st_.tx_dropped;
+      it.drop = true;
+    } else {
+      it.hdr = *h;
+      it.data = data;
+    }
+  }
+  // Every verdict is known: with nothing mapped, the responses go out before the host writes, so the frontend
+  // frees its slots (and its skbs: TCP small queues) while dom0 forwards the batch. A host-side write failure
+  // after that is a drop on the wire (tx_host_errors).
+  auto respond = [&]() -> Status {
+    for (const auto& it : batch_) {
+      const std::int16_t status = it.data != nullptr ? std::int16_t{NETIF_RSP_OKAY} : std::int16_t{NETIF_RSP_ERROR};
+      for (std::size_t i = 0; i < it.pkt.nrsp; ++i) {
+        const std::int32_t id = it.pkt.rsp[i];
+        netif_tx_response_t r{};
+        r.id = id < 0 ? 0 : static_cast<std::uint16_t>(id);
+        r.status = id < 0 ? static_cast<std::int16_t>(NETIF_RSP_NULL) : status;
+        if (auto s = q.tx->put_response(r); !s) return s;
+      }
+    }
+    return q.tx->push_responses(*q.ev_tx);
+  };
+  if (!mapping) {
+    if (auto s = respond(); !s) return s;
+  }
   // Host writes. With coalescing, consecutive frames of one TCP flow grow the first one's buffer in place
   // (coalesce.hpp) and go out as one GSO frame. Only where offload headers reach the host: a port without them
   // (AF_XDP) must never see a GSO frame. The counters stay per guest frame: tx_packets/tx_bytes/tx_host_errors
@@ -491,19 +569,34 @@ Status NetDevice::flush_tx(Queue& q) {
   MergeFrame acc;
   virtio_net_hdr acc_hdr{};
   std::uint64_t acc_frames = 0, acc_bytes = 0;  // guest frames and their bytes in acc
+  auto count = [&](const Status& s, std::uint64_t frames, std::uint64_t nbytes) {
+    if (!s) {
+      st_.tx_host_errors += frames;  // host queue full or interface down: lost, as on a real NIC
+    } else {
+      st_.tx_packets += frames;
+      st_.tx_bytes += nbytes;
+      bytes += nbytes;
+    }
+  };
   auto write_acc = [&] {
     if (acc_frames == 0) return;
-    if (auto s = host_->write(acc_hdr, acc.buf.first(acc.len)); !s) {
-      st_.tx_host_errors += acc_frames;  // host queue full or interface down: lost, as on a real NIC
-    } else {
-      st_.tx_packets += acc_frames;
-      st_.tx_bytes += acc_bytes;
-      bytes += acc_bytes;
-    }
+    count(host_->write(acc_hdr, acc.buf.first(acc.len)), acc_frames, acc_bytes);
     acc_frames = 0;
   };
+  std::array<iovec, kMaxGatherParts> parts{};
   for (const auto& it : batch_) {
     if (it.data == nullptr) continue;
+    if (it.mapped) {  // never coalesced: [private head | pieces of the mapping]
+      write_acc();
+      parts[0] = {it.data, it.head};
+      for (std::size_t i = 0; i < it.npieces; ++i) {
+        const TxPiece& p = tx_pieces_[it.first_piece + i];
+        parts[1 + i] = {mapping->data() + p.page * xen::kPageSize + p.offset, p.len};
+      }
+      count(host_->write_gather(it.hdr, {parts.data(), 1 + it.npieces}), 1, it.pkt.len);
+      ++st_.tx_mapped;
+      continue;
+    }
     if (coalesce && acc_frames > 0) {
       const MergeResult m = merge_frames(acc, acc_hdr, {it.data, it.pkt.len}, it.hdr);
       if (m == MergeResult::merged) {
@@ -522,6 +615,10 @@ Status NetDevice::flush_tx(Queue& q) {
   }
   write_acc();
   host_->flush();
+  if (mapping) {
+    mapping.reset();  // unmapped before the frontend learns it may end the grants
+    if (auto s = respond(); !s) return s;
+  }
   const std::int64_t t2 = mono_ns();
   st_.tx_host_ns += static_cast<std::uint64_t>(t2 - t1);
   bucket_.charge(bytes);
@@ -690,6 +787,9 @@ nlohmann::json NetDevice::stats() const {
           {"rx_copy_errors", st_.rx_copy_errors},
           {"events", st_.events},
           {"coalesce", cfg_.coalesce},
+          {"tx_map_min", cfg_.tx_map_min},
+          {"tx_mapped", st_.tx_mapped},
+          {"tx_map_failures", st_.tx_map_failures},
           {"profile", {{"tx_batches", st_.tx_batches}, {"tx_copy_ns", st_.tx_copy_ns}, {"tx_host_ns", st_.tx_host_ns},
                        {"tx_merged", st_.tx_merged}, {"tx_merge_refused", merge_refusals()},
                        {"rx_batches", st_.rx_batches}, {"rx_copy_ns", st_.rx_copy_ns}}},
@@ -714,6 +814,7 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
   c("gears_vif_tx_bytes_total", "Bytes the domU sent.", st_.tx_bytes);
   c("gears_vif_tx_dropped_total", "Malformed TX packets dropped.", st_.tx_dropped);
   c("gears_vif_tx_merged_total", "TX frames coalesced into the previous frame of their TCP flow.", st_.tx_merged);
+  c("gears_vif_tx_mapped_total", "TX frames written to the host from grant-mapped guest pages.", st_.tx_mapped);
   c("gears_vif_tx_throttled_total", "TX rounds deferred by the QoS token bucket.", st_.tx_throttled);
   c("gears_vif_rx_packets_total", "Packets delivered to the domU.", st_.rx_packets);
   c("gears_vif_rx_bytes_total", "Bytes delivered to the domU.", st_.rx_bytes);

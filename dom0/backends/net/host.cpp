@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -98,11 +99,24 @@ void TapPort::close_fd() {
   fd_ = -1;
 }
 
+Status HostPort::write_gather(const virtio_net_hdr&, std::span<const iovec>) {
+  return Error{ENOTSUP, "host port: no gather writes"};
+}
+
 Status TapPort::write(const virtio_net_hdr& h, std::span<const std::byte> frame) {
   iovec iov[2] = {{const_cast<virtio_net_hdr*>(&h), sizeof h},
                   {const_cast<std::byte*>(frame.data()), frame.size()}};
   const ssize_t n = ::writev(fd_, iov, 2);
   if (n < 0) return errno_error("tap: write");
+  return {};
+}
+
+Status TapPort::write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) {
+  if (parts.size() > kMaxGatherParts) return Error{EINVAL, "tap: too many parts"};
+  iovec iov[kMaxGatherParts + 1];
+  iov[0] = {const_cast<virtio_net_hdr*>(&h), sizeof h};
+  std::copy(parts.begin(), parts.end(), iov + 1);
+  if (::writev(fd_, iov, static_cast<int>(parts.size() + 1)) < 0) return errno_error("tap: write");
   return {};
 }
 
@@ -126,6 +140,18 @@ Status SeqpacketPort::write(const virtio_net_hdr& h, std::span<const std::byte> 
   msghdr m{};
   m.msg_iov = iov;
   m.msg_iovlen = 2;
+  if (::sendmsg(fd_, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return errno_error("seqpacket: send");
+  return {};
+}
+
+Status SeqpacketPort::write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) {
+  if (parts.size() > kMaxGatherParts) return Error{EINVAL, "seqpacket: too many parts"};
+  iovec iov[kMaxGatherParts + 1];
+  iov[0] = {const_cast<virtio_net_hdr*>(&h), sizeof h};
+  std::copy(parts.begin(), parts.end(), iov + 1);
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = parts.size() + 1;
   if (::sendmsg(fd_, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return errno_error("seqpacket: send");
   return {};
 }

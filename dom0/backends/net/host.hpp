@@ -27,6 +27,8 @@
 #include <span>
 #include <string>
 
+#include <sys/uio.h>
+
 #include <nlohmann/json.hpp>
 
 #include "common/util/noncopyable.hpp"
@@ -50,6 +52,8 @@ inline constexpr std::uint8_t VIRTIO_NET_HDR_F_DATA_VALID = 2;
 inline constexpr std::uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 inline constexpr std::uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
 
+inline constexpr std::size_t kMaxGatherParts = 32;
+
 // The host side as the device sees it: a non-blocking packet port with a pollable fd. One per vif, owned by
 // the device's worker.
 class HostPort : NonCopyable {
@@ -59,6 +63,10 @@ class HostPort : NonCopyable {
   [[nodiscard]] virtual std::string name() const = 0;
   // Writes one frame; EAGAIN when the host queue is full (the frame is lost: counted by the caller).
   [[nodiscard]] virtual Status write(const virtio_net_hdr& h, std::span<const std::byte> frame) = 0;
+  // Writes one frame gathered from `parts` (at most kMaxGatherParts), where gathers() is true; ENOTSUP elsewhere.
+  // The frame is copied out of `parts` before this returns: nothing keeps a reference to their memory.
+  [[nodiscard]] virtual Status write_gather(const virtio_net_hdr& h, std::span<const iovec> parts);
+  [[nodiscard]] virtual bool gathers() const { return false; }
   // Reads one frame into `buf` (its offload header into `h`); EAGAIN when none is queued. A frame that does not
   // fit is consumed and reported as length 0.
   [[nodiscard]] virtual Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) = 0;
@@ -79,6 +87,8 @@ class SeqpacketPort final : public HostPort {
   [[nodiscard]] int fd() const override { return fd_; }
   [[nodiscard]] std::string name() const override { return name_; }
   [[nodiscard]] Status write(const virtio_net_hdr& h, std::span<const std::byte> frame) override;
+  [[nodiscard]] Status write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) override;
+  [[nodiscard]] bool gathers() const override { return true; }
   [[nodiscard]] Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) override;
 
  private:
@@ -96,6 +106,8 @@ class TapPort final : public HostPort {
   [[nodiscard]] int fd() const override { return fd_; }
   [[nodiscard]] std::string name() const override { return name_; }
   [[nodiscard]] Status write(const virtio_net_hdr& h, std::span<const std::byte> frame) override;
+  [[nodiscard]] Status write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) override;
+  [[nodiscard]] bool gathers() const override { return true; }
   [[nodiscard]] Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) override;
 
  private:
