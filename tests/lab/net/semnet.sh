@@ -1,6 +1,6 @@
 #!/bin/bash
 # semnet lab tests (issue 5): Gears vifs (gearsd kind "vif") serving the stock xen-netfront of pv1 and pvh1.
-#   semnet.sh tcp | hostile | qos | live | xdp | xdp_port | bench [SECONDS] | profile [SECONDS]
+#   semnet.sh tcp | hostile | qos | live | xdp | xdp_port | bench [SECONDS] | profile [SECONDS] | ab SECS ROUNDS A B
 # Addresses: dom0 10.99.0.1 on xenbr0; pv1 10.99.0.2 and pvh1 10.99.0.3 on their Gears vifs (devid 1).
 # The stock netback contrast (qos) uses devid 2 vifs on 10.98.0.0/24 over the same bridge.
 # Env: GEARS_SEMNET_TCP_BYTES (default 64 MiB), GEARS_SEMNET_RATE (gold's stated rate, default 200K bytes/s: below
@@ -376,6 +376,27 @@ t_profile() {
   dom0 "pkill -x iperf3" || true
 }
 
+# A/B of two Gears vif parameter sets (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s with vif 1 attached
+# with params $3, then re-attached with $4, in turn for $2 rounds, after a 3 s warm-up on each. Prints each
+# round and the vif's stats after it. E.g. ab 10 2 "" "--param tx-map-min=0".
+t_ab() {
+  local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p
+  iperf_setup
+  for r in $(seq "$rounds"); do
+    for side in A B; do
+      p=$a; [ $side = B ] && p=$b
+      dom0 "gearsctl detach $(domid pv1) vif 1" >/dev/null 2>&1; sleep 2
+      setup_vif pv1 "$p"
+      guest pv1 "iperf3 -c $NET.1 -t 3 >/dev/null" || true
+      o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 ($side)"
+      echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits"
+      echo "  stats: $(vif_stats "$(domid pv1)")"
+    done
+  done
+  dom0 "gearsctl detach $(domid pv1) vif 1" >/dev/null 2>&1; sleep 2; setup_vif pv1
+  dom0 "pkill -x iperf3" || true
+}
+
 case "${1:-}" in
   tcp) t_tcp ;;
   hostile) t_hostile ;;
@@ -385,5 +406,6 @@ case "${1:-}" in
   xdp_port) t_xdp_port ;;
   bench) shift; t_bench "$@" ;;
   profile) shift; t_profile "$@" ;;
-  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]" >&2; exit 2 ;;
+  ab) shift; t_ab "$@" ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]|ab SECONDS ROUNDS PARAMS_A PARAMS_B" >&2; exit 2 ;;
 esac
