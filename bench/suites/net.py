@@ -20,7 +20,7 @@ def run(ctx) -> None:
     script = B.REPO / "tests" / "lab" / "net" / "semnet.sh"
     env = ENV + [f"GEARS_LABCTL={B.LABCTL}"]
     secs = 5 if ctx.args.quick else 10
-    rounds = 1 if ctx.args.quick else 3
+    rounds = 1 if ctx.args.quick else 5  # 3 could not resolve 5% (rounds swing 0.7-1.5x under TCG)
 
     tcp = ctx.res.add("net.tcp", "Mb/s", "higher")
     tcp["conditions"] = {"guest": "pv1", "tool": "iperf3 guest -> dom0", "seconds": secs, "rounds": rounds,
