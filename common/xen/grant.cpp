@@ -80,6 +80,24 @@ Status GrantCopyBatch::copy_from_grant(domid_t dom, grant_ref_t ref, std::uint16
   return {};
 }
 
+Status GrantCopyBatch::copy_grant_to_grant(domid_t src_dom, grant_ref_t src_ref, std::uint16_t src_offset,
+                                           domid_t dst_dom, grant_ref_t dst_ref, std::uint16_t dst_offset,
+                                           std::uint16_t len) {
+  if (len > kPageSize || src_offset + std::size_t{len} > kPageSize || dst_offset + std::size_t{len} > kPageSize)
+    return Error{EINVAL, "grant copy crosses a page"};
+  xengnttab_grant_copy_segment_t s{};
+  s.source.foreign.ref = src_ref;
+  s.source.foreign.offset = src_offset;
+  s.source.foreign.domid = src_dom;
+  s.dest.foreign.ref = dst_ref;
+  s.dest.foreign.offset = dst_offset;
+  s.dest.foreign.domid = dst_dom;
+  s.len = len;
+  s.flags = GNTCOPY_source_gref | GNTCOPY_dest_gref;
+  segs_.push_back(s);
+  return {};
+}
+
 Status GrantCopyBatch::copy_to_grant(std::span<const std::byte> src, domid_t dom, grant_ref_t ref,
                                      std::uint16_t offset) {
   if (src.size() > kPageSize || offset + src.size() > kPageSize) return Error{EINVAL, "grant copy crosses a page"};

@@ -81,6 +81,11 @@ class GrantCopyBatch {
 
   // Queue a copy from the granted page (dom, ref) at `offset` into local memory `dst`.
   [[nodiscard]] Status copy_from_grant(domid_t dom, grant_ref_t ref, std::uint16_t offset, std::span<std::byte> dst);
+  // Queue a copy between two granted pages, neither of them pinned by gntdev: (src_dom, src_ref) at src_offset
+  // into (dst_dom, dst_ref) at dst_offset. Xen accepts a grant of our own to ourselves as either side.
+  [[nodiscard]] Status copy_grant_to_grant(domid_t src_dom, grant_ref_t src_ref, std::uint16_t src_offset,
+                                           domid_t dst_dom, grant_ref_t dst_ref, std::uint16_t dst_offset,
+                                           std::uint16_t len);
   // Queue a copy from local memory `src` into the granted page (dom, ref) at `offset`.
   [[nodiscard]] Status copy_to_grant(std::span<const std::byte> src, domid_t dom, grant_ref_t ref,
                                      std::uint16_t offset);

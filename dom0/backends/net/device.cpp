@@ -18,6 +18,12 @@ constexpr std::size_t kRxBatchFrames = 32;  // frames per RX round (one grant-co
 constexpr int kMaxRounds = 8;               // rounds per wake-up before yielding to other devices on the worker
 constexpr std::size_t kRxBuf = 65536;
 constexpr auto kPolicyPoll = std::chrono::milliseconds(200);
+// tx-split=grant: the pool (device.hpp). gearsd runs in dom0, so the pool is granted to, and copied by, domain 0.
+constexpr domid_t kSelf = 0;
+constexpr std::size_t kPoolPieces = kTxBatchSlots + kMaxTxDataSlots;  // a batch's slots + its first packet's carry
+constexpr std::size_t kPoolHeads = kTxBatchSlots + 1;
+constexpr std::size_t kPoolPages = kPoolPieces + (kPoolHeads * kTxHeadCopy + kPage - 1) / kPage;
+static_assert(kPage % kTxHeadCopy == 0, "a head never crosses a pool page");
 
 bool valid_mac(const std::string& m) {
   if (m.size() != 17) return false;
@@ -64,15 +70,24 @@ unsigned param_uint(const nlohmann::json& p, const char* key, unsigned dflt, uns
 
 static_assert(kMaxMtu + kEthHlen + 4 <= kXskFrameSize, "every vif frame fits one AF_XDP frame");
 
+const char* to_string(TxSplit m) {
+  switch (m) {
+    case TxSplit::map: return "map";
+    case TxSplit::grant: return "grant";
+    case TxSplit::off: break;
+  }
+  return "off";
+}
+
 VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid) {
   if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
   static const std::vector<std::string> known = {"mac",   "bridge", "ifname",   "mtu",     "queues",
-                                                 "hints", "host",   "xdp-mode", "coalesce", "tx-map-min"};
+                                                 "hints", "host",   "xdp-mode", "coalesce", "tx-split", "tx-split-min"};
   for (const auto& [k, v] : params.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
       throw std::invalid_argument("vif: unknown parameter '" + k +
                                   "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode, coalesce, "
-                                  "tx-map-min)");
+                                  "tx-split, tx-split-min)");
   VifConfig c;
   c.mac = param_string(params, "mac");
   if (c.mac.empty()) {
@@ -109,9 +124,15 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
     if (v != "on" && v != "off") throw std::invalid_argument("vif: coalesce must be on or off, got '" + v + "'");
     c.coalesce = v == "on";
   }
-  c.tx_map_min = param_uint(params, "tx-map-min", kDefaultTxMapMin, 0, static_cast<unsigned>(kMaxPacket));
-  if (c.tx_map_min != 0 && c.tx_map_min <= kTxHeadCopy)
-    throw std::invalid_argument("vif: 'tx-map-min' must be 0 (never map) or above " + std::to_string(kTxHeadCopy));
+  if (params.contains("tx-split")) {
+    const std::string v = param_string(params, "tx-split");
+    if (v == "off") c.tx_split = TxSplit::off;
+    else if (v == "map") c.tx_split = TxSplit::map;
+    else if (v == "grant") c.tx_split = TxSplit::grant;
+    else throw std::invalid_argument("vif: tx-split must be off, map or grant, got '" + v + "'");
+  }
+  c.tx_split_min = param_uint(params, "tx-split-min", kDefaultTxSplitMin, static_cast<unsigned>(kTxHeadCopy) + 1,
+                              static_cast<unsigned>(kMaxPacket));
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
   const std::string hints = param_string(params, "hints");
   if (!hints.empty()) {
@@ -149,6 +170,7 @@ Status NetDevice::start(daemon::Reactor& loop) {
     tx_copy_.emplace(*gnt_, 128);
     rx_copy_.emplace(*gnt_, 64);
     host_ = host_factory_(cfg_);
+    make_tx_pool();
     const auto dom = static_cast<domid_t>(domid());
     xenbus::create_device_nodes(*store_, vif_nodes(dom, key().devid, cfg_));
     driver_.emplace(*store_, vif_nodes(dom, key().devid, cfg_).be_path(), static_cast<xenbus::BackendHooks&>(*this));
@@ -397,8 +419,14 @@ void NetDevice::service_tx(Queue& q) {
     tx_map_refs_.clear();
     tx_pieces_.clear();
     std::string_view fatal;
-    std::size_t bufs = 0;
-    const std::size_t map_min = host_->gathers() ? cfg_.tx_map_min : 0;
+    std::size_t bufs = 0, heads = 0;
+    auto pool_ref = [&](const std::byte* p) {
+      return tx_pool_->refs()[static_cast<std::size_t>(p - tx_pool_->data()) / kPage];
+    };
+    auto pool_offset = [&](const std::byte* p) {
+      return static_cast<std::uint16_t>(static_cast<std::size_t>(p - tx_pool_->data()) % kPage);
+    };
+    const TxSplit split = host_->gathers() ? cfg_.tx_split : TxSplit::off;
     auto n = q.tx->consume(kTxBatchSlots, [&](const netif_tx_request_t& req) {
       if (!fatal.empty()) return;
       const TxVerdict v = q.parser.feed(req);
@@ -414,34 +442,50 @@ void NetDevice::service_tx(Queue& q) {
         ++st_.tx_dropped;
         spdlog::debug("dom={} dev={}: tx packet dropped: {}", domid(), name(), q.parser.why());
       } else {
-        if (tx_bufs_.size() <= bufs) tx_bufs_.emplace_back(kMaxPacket);
-        item.buf = bufs;
-        std::byte* dst = tx_bufs_[bufs++].data();
-        item.mapped = map_min != 0 && item.pkt.len >= map_min;
-        item.head = item.mapped ? kTxHeadCopy : item.pkt.len;  // map_min > kTxHeadCopy
+        item.split = split != TxSplit::off && item.pkt.len >= cfg_.tx_split_min;  // tx_split_min > kTxHeadCopy
+        // The pool holds kPoolPieces pieces and kPoolHeads heads per batch; a batch's pieces come from at most its
+        // own slots and the carried-over slots of its first packet, so the pool never runs out.
+        const bool pooled = item.split && split == TxSplit::grant;
+        if (pooled) {
+          item.base = tx_pool_->data() + kPoolPieces * kPage + heads * kTxHeadCopy;
+          ++heads;
+        } else {
+          if (tx_bufs_.size() <= bufs) tx_bufs_.emplace_back(kMaxPacket);
+          item.base = tx_bufs_[bufs++].data();
+        }
+        item.head = item.split ? kTxHeadCopy : item.pkt.len;
         item.first_seg = tx_copy_->size();
         item.first_piece = tx_pieces_.size();
         const std::size_t first_ref = tx_map_refs_.size();
         std::size_t off = 0;
-        for (std::size_t i = 0; i < item.pkt.nslots; ++i) {
+        for (std::size_t i = 0; i < item.pkt.nslots && !item.drop; ++i) {
           const TxSlot& s = item.pkt.slots[i];
           if (s.len == 0) continue;
           // Validated: offset + len <= page and the lengths sum to pkt.len <= kMaxPacket.
           const std::size_t copy = off < item.head ? std::min<std::size_t>(s.len, item.head - off) : 0;
-          if (copy > 0 && !tx_copy_->copy_from_grant(fe_dom_, s.gref, s.offset, {dst + off, copy})) {
-            item.drop = true;
-            break;
+          if (copy > 0) {
+            const auto ok = pooled ? tx_copy_->copy_grant_to_grant(fe_dom_, s.gref, s.offset, kSelf,
+                                                                   pool_ref(item.base + off),
+                                                                   pool_offset(item.base + off),
+                                                                   static_cast<std::uint16_t>(copy))
+                                   : tx_copy_->copy_from_grant(fe_dom_, s.gref, s.offset, {item.base + off, copy});
+            item.drop = !ok;
           }
-          if (copy < s.len) {  // item.mapped: the rest of this slot stays in the guest's page
-            tx_pieces_.push_back({static_cast<std::uint32_t>(tx_map_refs_.size()),
-                                  static_cast<std::uint16_t>(s.offset + copy), static_cast<std::uint16_t>(s.len - copy),
-                                  static_cast<std::uint32_t>(off + copy)});
-            tx_map_refs_.push_back(s.gref);
+          if (!item.drop && copy < s.len) {  // item.split: the rest of this slot is a piece
+            const auto pofs = static_cast<std::uint16_t>(s.offset + copy);
+            const auto plen = static_cast<std::uint16_t>(s.len - copy);
+            auto page = static_cast<std::uint32_t>(pooled ? tx_pieces_.size() : tx_map_refs_.size());
+            if (pooled) {
+              item.drop = !tx_copy_->copy_grant_to_grant(fe_dom_, s.gref, pofs, kSelf, tx_pool_->refs()[page], pofs, plen);
+            } else {
+              tx_map_refs_.push_back(s.gref);
+            }
+            tx_pieces_.push_back({page, pofs, plen, static_cast<std::uint32_t>(off + copy)});
           }
           off += s.len;
         }
         item.nsegs = tx_copy_->size() - item.first_seg;
-        if (item.drop) {  // none of its pages is mapped
+        if (item.drop) {  // nothing of it is mapped or written
           tx_pieces_.resize(item.first_piece);
           tx_map_refs_.resize(first_ref);
         }
@@ -466,14 +510,28 @@ void NetDevice::service_tx(Queue& q) {
   });
 }
 
+// tx-split=grant needs gntalloc (xen_gntalloc in dom0); without it the vif still works, copying every frame whole.
+void NetDevice::make_tx_pool() {
+  if (cfg_.tx_split != TxSplit::grant) return;
+  try {
+    sharer_.emplace();
+    tx_pool_.emplace(*sharer_, kSelf, kPoolPages, true);
+  } catch (const std::exception& e) {
+    tx_pool_.reset();
+    sharer_.reset();
+    cfg_.tx_split = TxSplit::off;
+    spdlog::warn("dom={} dev={}: tx-split=grant: no page pool ({}); frames are copied whole", domid(), name(), e.what());
+  }
+}
+
 // Reads what tx_pieces_ describe into their packets' buffers by grant copy: the fallback when the batch's grants
 // could not be mapped (one bad ref fails the whole map). Every mapped item becomes a copied one, and is dropped
 // (tx_copy_errors) if any of its copies fails. Items copied in the first place keep their verdicts.
 void NetDevice::copy_mapped_rest() {
   tx_copy_->clear();
   for (auto& it : batch_) {
-    if (it.drop || !it.mapped) continue;
-    std::byte* data = tx_bufs_[it.buf].data();
+    if (it.drop || !it.split) continue;
+    std::byte* data = it.base;
     it.first_seg = tx_copy_->size();
     for (std::size_t i = 0; i < it.npieces; ++i) {
       const TxPiece& p = tx_pieces_[it.first_piece + i];
@@ -487,8 +545,8 @@ void NetDevice::copy_mapped_rest() {
   }
   const bool copied = tx_copy_->size() == 0 || static_cast<bool>(tx_copy_->execute());
   for (auto& it : batch_) {
-    if (!it.mapped) continue;
-    it.mapped = false;
+    if (!it.split) continue;
+    it.split = false;
     it.head = it.pkt.len;
     if (it.drop) continue;
     bool ok = copied;
@@ -532,7 +590,7 @@ Status NetDevice::flush_tx(Queue& q) {
   for (auto& it : batch_) {
     it.data = nullptr;
     if (it.drop) continue;
-    std::byte* data = tx_bufs_[it.buf].data();
+    std::byte* data = it.base;
     if (auto h = offload_header(it.pkt, {data, it.head}); !h) {
       ++st_.tx_dropped;
       it.drop = true;
@@ -586,15 +644,16 @@ Status NetDevice::flush_tx(Queue& q) {
   std::array<iovec, kMaxGatherParts> parts{};
   for (const auto& it : batch_) {
     if (it.data == nullptr) continue;
-    if (it.mapped) {  // never coalesced: [private head | pieces of the mapping]
+    if (it.split) {  // never coalesced: [private head | pieces in the mapping or the pool]
       write_acc();
+      std::byte* pages = mapping ? mapping->data() : tx_pool_->data();
       parts[0] = {it.data, it.head};
       for (std::size_t i = 0; i < it.npieces; ++i) {
         const TxPiece& p = tx_pieces_[it.first_piece + i];
-        parts[1 + i] = {mapping->data() + p.page * xen::kPageSize + p.offset, p.len};
+        parts[1 + i] = {pages + p.page * xen::kPageSize + p.offset, p.len};
       }
       count(host_->write_gather(it.hdr, {parts.data(), 1 + it.npieces}), 1, it.pkt.len);
-      ++st_.tx_mapped;
+      ++st_.tx_split;
       continue;
     }
     if (coalesce && acc_frames > 0) {
@@ -787,8 +846,9 @@ nlohmann::json NetDevice::stats() const {
           {"rx_copy_errors", st_.rx_copy_errors},
           {"events", st_.events},
           {"coalesce", cfg_.coalesce},
-          {"tx_map_min", cfg_.tx_map_min},
-          {"tx_mapped", st_.tx_mapped},
+          {"tx_split", to_string(cfg_.tx_split)},
+          {"tx_split_min", cfg_.tx_split_min},
+          {"tx_split_frames", st_.tx_split},
           {"tx_map_failures", st_.tx_map_failures},
           {"profile", {{"tx_batches", st_.tx_batches}, {"tx_copy_ns", st_.tx_copy_ns}, {"tx_host_ns", st_.tx_host_ns},
                        {"tx_merged", st_.tx_merged}, {"tx_merge_refused", merge_refusals()},
@@ -814,7 +874,7 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
   c("gears_vif_tx_bytes_total", "Bytes the domU sent.", st_.tx_bytes);
   c("gears_vif_tx_dropped_total", "Malformed TX packets dropped.", st_.tx_dropped);
   c("gears_vif_tx_merged_total", "TX frames coalesced into the previous frame of their TCP flow.", st_.tx_merged);
-  c("gears_vif_tx_mapped_total", "TX frames written to the host from grant-mapped guest pages.", st_.tx_mapped);
+  c("gears_vif_tx_split_total", "TX frames written to the host split (tx-split=map|grant).", st_.tx_split);
   c("gears_vif_tx_throttled_total", "TX rounds deferred by the QoS token bucket.", st_.tx_throttled);
   c("gears_vif_rx_packets_total", "Packets delivered to the domU.", st_.rx_packets);
   c("gears_vif_rx_bytes_total", "Bytes delivered to the domU.", st_.rx_bytes);

@@ -44,10 +44,16 @@ namespace gears::net {
 inline constexpr unsigned kMaxQueues = 4;
 inline constexpr unsigned kDefaultMtu = 1500;
 inline constexpr unsigned kMaxMtu = 4078;  // MTU + Ethernet + 802.1Q header fits one rx page
-// tx-map-min: TX frames of at least this many bytes are grant-mapped rather than copied (never coalesced). 0, the
-// default, maps none: in a PV dom0 under TCG, map + unmap per batch measured slower than the copy (SEMNET.md).
-// The first kTxHeadCopy bytes are always copied: every header the backend parses comes from its private copy.
-inline constexpr unsigned kDefaultTxMapMin = 0;
+// How a large TX frame (>= tx-split-min bytes) reaches the host; smaller ones are always copied whole into a private
+// buffer (and may be coalesced). A split frame's first kTxHeadCopy bytes are copied into private memory (every
+// header the backend parses comes from there) and the rest stays in per-slot pieces written with one gathered
+// write; it is never coalesced.
+//   off    no split: every frame copied whole (gntdev pins our buffer page for every copy segment)
+//   map    pieces read from the guest's pages, mapped read-only per batch; responses wait for the unmap
+//   grant  pieces grant-copied into a pool of our own pages granted to ourselves: no page pinning per segment
+enum class TxSplit { off, map, grant };
+[[nodiscard]] const char* to_string(TxSplit m);
+inline constexpr unsigned kDefaultTxSplitMin = 16384;
 inline constexpr std::size_t kTxHeadCopy = 256;
 
 // Device parameters (from `gearsctl attach --param k=v`, `gears_vif = ["k=v,..."]` or discovery).
@@ -61,7 +67,8 @@ struct VifConfig {
   std::string xdp_if;            // host=xdp:<if>: an AF_XDP port on that interface instead of a TAP
   XdpMode xdp_mode = XdpMode::automatic;
   bool coalesce = true;          // coalesce=on|off: merge a batch's TCP frames of one flow (coalesce.hpp)
-  unsigned tx_map_min = kDefaultTxMapMin;  // tx-map-min=N: TX frames of >= N bytes are grant-mapped (0: never)
+  TxSplit tx_split = TxSplit::off;             // tx-split=off|map|grant
+  unsigned tx_split_min = kDefaultTxSplitMin;  // tx-split-min=N: frames of >= N bytes are split
 };
 // Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
 [[nodiscard]] VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid);
@@ -75,7 +82,7 @@ struct VifStats {
   // Where the time goes (ns) and how well work is batched.
   std::uint64_t tx_batches = 0, tx_copy_ns = 0, tx_host_ns = 0, rx_batches = 0, rx_copy_ns = 0;
   std::uint64_t tx_merged = 0;  // guest frames appended to the previous one (coalesce): host writes saved
-  std::uint64_t tx_mapped = 0, tx_map_failures = 0;  // frames written from mapped grants; batches whose map failed
+  std::uint64_t tx_split = 0, tx_map_failures = 0;  // frames written split (tx-split); batches whose map failed
   std::array<std::uint64_t, kMergeResults> tx_merge_refused{};  // why a frame started a new host write, by reason
 };
 
@@ -111,18 +118,18 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     daemon::WatchId w_tx = 0, w_rx = 0;
     TxParser parser;
   };
-  // A TX packet of the current batch: its data lands in buf while the batch's grant copies run. A mapped packet
-  // has only its first `head` bytes there; the rest are pieces of the batch's grant mapping (tx_pieces_).
+  // A TX packet of the current batch: its data lands at `base` while the batch's grant copies run. A split packet
+  // has only its first `head` bytes there; the rest are pieces (tx_pieces_) in the batch's mapping or the pool.
   struct TxItem {
     TxPacket pkt;
     std::size_t first_seg = 0, nsegs = 0;
     std::size_t first_piece = 0, npieces = 0;
     std::size_t head = 0;
-    std::size_t buf = 0;  // its tx_bufs_ entry (not dropped by the parser)
-    bool mapped = false;
+    std::byte* base = nullptr;  // its tx_bufs_ entry, or its head slot in the pool (not dropped by the parser)
+    bool split = false;
     bool drop = false;
     virtio_net_hdr hdr{};       // set with data once the packet passed its checks
-    std::byte* data = nullptr;  // its frame in tx_bufs_ (kMaxPacket bytes; coalescing grows it); null: error
+    std::byte* data = nullptr;  // = base once the packet passed its checks (coalescing grows it); null: error
   };
 
   Status advertise(xen::StoreOps& t, const std::string& be_path) override;
@@ -136,6 +143,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   void service_tx(Queue& q);
   Status flush_tx(Queue& q);
   void copy_mapped_rest();
+  void make_tx_pool();
   [[nodiscard]] Result<virtio_net_hdr> offload_header(const TxPacket& p, std::span<const std::byte> frame);
   [[nodiscard]] nlohmann::json merge_refusals() const;
   void service_rx();
@@ -165,13 +173,17 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::vector<TxItem> batch_;
   std::vector<std::vector<std::byte>> tx_bufs_;
   struct TxPiece {
-    std::uint32_t page = 0;     // index into tx_map_refs_ = page of the batch's mapping
+    std::uint32_t page = 0;     // page of the batch's mapping (index into tx_map_refs_), or of the pool
     std::uint16_t offset = 0;   // in that page
     std::uint16_t len = 0;
     std::uint32_t pkt_off = 0;  // where these bytes sit in the packet
   };
   std::vector<grant_ref_t> tx_map_refs_;
   std::vector<TxPiece> tx_pieces_;
+  // tx-split=grant: kTxBatchSlots piece pages (piece i of a batch in page i, at its offset in the guest's page, so
+  // no copy crosses a page) and the heads' pages (kTxHeadCopy bytes each), granted to our own domain.
+  std::optional<xen::GrantSharer> sharer_;
+  std::optional<xen::GrantShare> tx_pool_;
   // RX: frames read from the TAP, waiting for their grant copies.
   struct RxFrame {
     std::vector<std::byte> buf;

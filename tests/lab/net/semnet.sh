@@ -378,7 +378,7 @@ t_profile() {
 
 # A/B of two Gears vif parameter sets (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s with vif 1 attached
 # with params $3, then re-attached with $4, in turn for $2 rounds, after a 3 s warm-up on each. Prints each
-# round and the vif's stats after it. E.g. ab 10 2 "" "--param tx-map-min=0".
+# round and the vif's stats after it. E.g. ab 10 2 "" "--param tx-split=grant".
 t_ab() {
   local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p
   iperf_setup

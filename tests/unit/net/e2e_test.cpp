@@ -403,11 +403,17 @@ TEST_F(NetE2E, CoalesceParam) {
 
 // Live QoS from gearsd's hint registry: domain scope, then a newer device-scoped set for this vif, then a
 // withdrawal back to the device's own params; no reconnect.
-// ---- TX from mapped grants (tx-map-min) ----------------------------------------------------------------------
+// ---- Split TX frames (tx-split=map|grant) ----------------------------------------------------------------------
 
-TEST_F(NetE2E, LargeFramesGoToTheHostFromMappedGrants) {
+class NetSplit : public NetE2E, public ::testing::WithParamInterface<const char*> {
+ protected:
+  json params() const { return {{"tx-split", GetParam()}, {"tx-split-min", "4096"}}; }
+  bool mapped() const { return std::string(GetParam()) == "map"; }
+};
+
+TEST_P(NetSplit, LargeFramesReachTheHostSplit) {
   Dom0 d0;
-  d0.add(5, {{"tx-map-min", "4096"}});
+  d0.add(5, params());
   {
     Guest g(5);
     ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
@@ -425,25 +431,64 @@ TEST_F(NetE2E, LargeFramesGoToTheHostFromMappedGrants) {
       g.front.reap_tx(&rsp);
       return rsp.size() >= slots;
     }));
-    // The responses are pushed only after the batch's pages were unmapped: the frontend may end its grants.
+    // Mapped pages are unmapped before the responses are pushed: the frontend may end its grants.
     EXPECT_EQ(fake::counters().mapped_pages, 2U) << "only the two ring pages stay mapped";
     for (const auto& r : rsp) EXPECT_EQ(r.status, NETIF_RSP_OKAY);
     const auto st = d0.stats(5);
     EXPECT_EQ(st["tx_packets"], 6);
-    EXPECT_EQ(st["tx_mapped"], 3) << "4096, 9000 and 65535 bytes";
+    EXPECT_EQ(st["tx_split_frames"], 3) << "4096, 9000 and 65535 bytes";
     EXPECT_EQ(st["tx_map_failures"], 0);
-    EXPECT_EQ(st["tx_map_min"], 4096);
+    EXPECT_EQ(st["tx_split"], GetParam());
+    EXPECT_EQ(st["tx_split_min"], 4096);
   }
   d0.shutdown();
 }
 
-TEST_F(NetE2E, MappedFramesKeepTheirOffloadHeadersAndAreNotCoalesced) {
+// A full batch of split frames, 5 slots of 1000 bytes each at varying page offsets: the pool (grant) has a page for
+// every piece of the batch, each at its offset in the guest's page.
+TEST_P(NetSplit, ManySplitFramesInOneBatch) {
   Dom0 d0;
-  d0.add(5, {{"tx-map-min", "4096"}});
+  d0.add(5, params());
   {
     Guest g(5);
     ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
-    const auto segs = two_gso_frames();  // 11650 bytes each: mapped
+    constexpr std::size_t kSlot = 1000, kSlots = 5;
+    std::vector<std::vector<std::byte>> frames;
+    std::vector<netif_tx_request_t> slots;
+    for (std::size_t page = 0; page + kSlots <= 60;) {  // 12 frames, 60 slots, one push
+      frames.push_back(frame(kSlots * kSlot, static_cast<unsigned>(20 + page)));
+      const auto& f = frames.back();
+      for (std::size_t j = 0; j < kSlots; ++j, ++page) {
+        const auto offset = static_cast<std::uint16_t>((page * 617) % (kPage - kSlot));
+        std::memcpy(g.front.tx_page(page).data() + offset, f.data() + j * kSlot, kSlot);
+        netif_tx_request_t r{};
+        r.gref = g.front.tx_ref(page);
+        r.offset = offset;
+        r.id = static_cast<std::uint16_t>(page);
+        r.size = static_cast<std::uint16_t>(j == 0 ? f.size() : kSlot);
+        r.flags = static_cast<std::uint16_t>(j + 1 < kSlots ? NETTXF_more_data : 0U);
+        slots.push_back(r);
+      }
+    }
+    ASSERT_TRUE(g.front.push_raw(slots));
+    for (const auto& f : frames) {
+      auto got = host_read(d0.host(5));
+      ASSERT_TRUE(got) << d0.stats(5).dump();
+      EXPECT_EQ(*got, f);
+    }
+    EXPECT_TRUE(eventually([&] { return d0.stats(5)["tx_split_frames"] == frames.size(); }));
+    EXPECT_EQ(d0.stats(5)["profile"]["tx_batches"], 1) << "one batch, as intended";
+  }
+  d0.shutdown();
+}
+
+TEST_P(NetSplit, SplitFramesKeepTheirOffloadHeadersAndAreNotCoalesced) {
+  Dom0 d0;
+  d0.add(5, params());
+  {
+    Guest g(5);
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    const auto segs = two_gso_frames();  // 11650 bytes each: split
     ASSERT_TRUE(push_tcp(g.front, segs));
     for (const auto& s : segs) {
       virtio_net_hdr h{};
@@ -458,17 +503,17 @@ TEST_F(NetE2E, MappedFramesKeepTheirOffloadHeadersAndAreNotCoalesced) {
     }
     EXPECT_TRUE(eventually([&] { return d0.stats(5)["tx_packets"] == 2; }));
     const auto st = d0.stats(5);
-    EXPECT_EQ(st["tx_mapped"], 2);
+    EXPECT_EQ(st["tx_split_frames"], 2);
     EXPECT_EQ(st["profile"]["tx_merged"], 0);
   }
   d0.shutdown();
 }
 
-// One bad grant ref in a mapped frame fails the batch's map; the batch is copied instead, so only that frame is
-// lost and the frames beside it in the same batch (mapped or copied from the start) still arrive.
-TEST_F(NetE2E, ABadRefInAMappedFrameCostsOnlyThatFrame) {
+// One bad grant ref in a split frame costs only that frame: with map, the batch's map fails and the batch is copied
+// instead; with grant, that frame's copy fails. The frames beside it (split or copied whole) still arrive.
+TEST_P(NetSplit, ABadRefInASplitFrameCostsOnlyThatFrame) {
   Dom0 d0;
-  d0.add(5, {{"tx-map-min", "4096"}});
+  d0.add(5, params());
   {
     Guest g(5);
     ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
@@ -503,24 +548,33 @@ TEST_F(NetE2E, ABadRefInAMappedFrameCostsOnlyThatFrame) {
     const auto st = d0.stats(5);
     EXPECT_EQ(st["tx_packets"], 3);
     EXPECT_EQ(st["tx_copy_errors"], 1);
-    EXPECT_EQ(st["tx_map_failures"], 1);
-    EXPECT_EQ(st["tx_mapped"], 0);
+    EXPECT_EQ(st["tx_map_failures"], mapped() ? 1 : 0);
+    EXPECT_EQ(st["tx_split_frames"], mapped() ? 0 : 2) << "map: the whole batch fell back to copies";
     EXPECT_EQ(st["faults"], 0);
     EXPECT_TRUE(host_empty(d0.host(5)));
   }
   d0.shutdown();
 }
 
-TEST_F(NetE2E, TxMapMinParam) {
-  EXPECT_EQ(parse_vif_config(json::object(), 5, 1).tx_map_min, 0U) << "copy unless asked (measured faster)";
-  EXPECT_EQ(parse_vif_config({{"tx-map-min", "16384"}}, 5, 1).tx_map_min, 16384U);
-  EXPECT_EQ(parse_vif_config({{"tx-map-min", "0"}}, 5, 1).tx_map_min, 0U);
-  for (const char* bad : {"256", "1", "65536", "lots", "-1"}) {
+INSTANTIATE_TEST_SUITE_P(Modes, NetSplit, ::testing::Values("map", "grant"));
+
+TEST_F(NetE2E, TxSplitParams) {
+  EXPECT_EQ(parse_vif_config(json::object(), 5, 1).tx_split, TxSplit::off) << "copy unless asked";
+  EXPECT_EQ(parse_vif_config(json::object(), 5, 1).tx_split_min, kDefaultTxSplitMin);
+  EXPECT_EQ(parse_vif_config({{"tx-split", "grant"}}, 5, 1).tx_split, TxSplit::grant);
+  EXPECT_EQ(parse_vif_config({{"tx-split", "map"}, {"tx-split-min", "257"}}, 5, 1).tx_split_min, 257U);
+  const std::vector<std::pair<json, const char*>> bad = {
+      {{{"tx-split", "mmap"}}, "tx-split must be off, map or grant"},
+      {{{"tx-split-min", "256"}}, "tx-split-min"},
+      {{{"tx-split-min", "65536"}}, "tx-split-min"},
+      {{{"tx-split-min", "lots"}}, "tx-split-min"},
+  };
+  for (const auto& [params, why] : bad) {
     try {
-      (void)parse_vif_config({{"tx-map-min", bad}}, 5, 1);
-      ADD_FAILURE() << bad << " accepted";
+      (void)parse_vif_config(params, 5, 1);
+      ADD_FAILURE() << params.dump() << " accepted";
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find("tx-map-min"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
     }
   }
 }
@@ -632,9 +686,15 @@ void run_hostile(const netfront::HostileCase& hc, const json& params) {
 
 class NetHostile : public NetE2E, public ::testing::WithParamInterface<netfront::HostileCase> {};
 TEST_P(NetHostile, BadFrontendIsHandledOthersUnaffected) { run_hostile(GetParam(), json::object()); }
-// The same cases with every frame above 256 bytes sent from mapped grants.
+// The same cases with every frame above 256 bytes split: pieces mapped, or copied into the self-granted pool.
 class NetHostileMapped : public NetHostile {};
-TEST_P(NetHostileMapped, BadFrontendIsHandledOthersUnaffected) { run_hostile(GetParam(), {{"tx-map-min", "257"}}); }
+TEST_P(NetHostileMapped, BadFrontendIsHandledOthersUnaffected) {
+  run_hostile(GetParam(), {{"tx-split", "map"}, {"tx-split-min", "257"}});
+}
+class NetHostileGranted : public NetHostile {};
+TEST_P(NetHostileGranted, BadFrontendIsHandledOthersUnaffected) {
+  run_hostile(GetParam(), {{"tx-split", "grant"}, {"tx-split-min", "257"}});
+}
 
 
 std::string case_name(const ::testing::TestParamInfo<netfront::HostileCase>& p) {
@@ -645,6 +705,7 @@ std::string case_name(const ::testing::TestParamInfo<netfront::HostileCase>& p) 
 }
 INSTANTIATE_TEST_SUITE_P(Cases, NetHostile, ::testing::ValuesIn(netfront::hostile_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Cases, NetHostileMapped, ::testing::ValuesIn(netfront::hostile_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Cases, NetHostileGranted, ::testing::ValuesIn(netfront::hostile_cases()), case_name);
 
 }  // namespace
 }  // namespace gears::net
