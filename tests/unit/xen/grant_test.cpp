@@ -116,6 +116,31 @@ TEST_F(GrantTest, GrantCopyBatchPerSegmentStatus) {
   EXPECT_EQ(std::memcmp(ro.data(), "\0\0\0", 3), 0);
 }
 
+// Ref to ref: a guest's page into a page dom0 granted to itself (tx-split=grant), and the rules of both sides.
+TEST_F(GrantTest, GrantToGrantCopyIncludingASelfGrant) {
+  GrantSharer guest = [] { fake::AsDomain d(5); return GrantSharer(); }();
+  GrantShare src(guest, 0, 1, false);
+  std::memcpy(src.data() + 300, "guest bytes", 11);
+  GrantSharer self;  // dom0's own gntalloc handle
+  GrantShare pool(self, 0, 2);
+  GrantShare other(self, 7, 1);  // granted to someone else: not ours to copy into
+  GrantTable gt;
+  GrantCopyBatch batch(gt);
+  ASSERT_TRUE(batch.copy_grant_to_grant(5, src.refs()[0], 300, 0, pool.refs()[1], 300, 11).ok());
+  ASSERT_TRUE(batch.copy_grant_to_grant(5, src.refs()[0], 300, 0, pool.refs()[0], 4000, 11).ok());
+  ASSERT_TRUE(batch.copy_grant_to_grant(5, src.refs()[0], 300, 0, other.refs()[0], 0, 11).ok());
+  ASSERT_TRUE(batch.copy_grant_to_grant(5, src.refs()[0], 300, 5, src.refs()[0], 0, 11).ok());  // read-only dest
+  EXPECT_FALSE(batch.copy_grant_to_grant(5, src.refs()[0], 4090, 0, pool.refs()[0], 0, 11).ok()) << "crosses";
+  EXPECT_FALSE(batch.copy_grant_to_grant(5, src.refs()[0], 0, 0, pool.refs()[0], 4090, 11).ok()) << "crosses";
+  ASSERT_TRUE(batch.execute().ok());
+  EXPECT_TRUE(batch.segment(0).ok());
+  EXPECT_TRUE(batch.segment(1).ok());
+  EXPECT_EQ(batch.segment(2).error().code, EPERM);
+  EXPECT_EQ(batch.segment(3).error().code, EPERM);
+  EXPECT_EQ(std::memcmp(pool.data() + 4096 + 300, "guest bytes", 11), 0);
+  EXPECT_EQ(std::memcmp(pool.data() + 4000, "guest bytes", 11), 0);
+}
+
 TEST_F(GrantTest, MovesTransferOwnership) {
   GrantSharer sharer = [] { fake::AsDomain d(5); return GrantSharer(); }();
   GrantShare a(sharer, 0, 2);
