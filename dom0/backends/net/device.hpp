@@ -51,6 +51,7 @@ inline constexpr unsigned kMaxMtu = 4078;  // MTU + Ethernet + 802.1Q header fit
 //   off    no split: every frame copied whole (gntdev pins our buffer page for every copy segment)
 //   map    pieces read from the guest's pages, mapped read-only per batch; responses wait for the unmap
 //   grant  pieces grant-copied into a pool of our own pages granted to ourselves: no page pinning per segment
+//          (the default: fastest in the lab, docs/SEMNET.md)
 enum class TxSplit { off, map, grant };
 [[nodiscard]] const char* to_string(TxSplit m);
 inline constexpr unsigned kDefaultTxSplitMin = 16384;
@@ -67,7 +68,7 @@ struct VifConfig {
   std::string xdp_if;            // host=xdp:<if>: an AF_XDP port on that interface instead of a TAP
   XdpMode xdp_mode = XdpMode::automatic;
   bool coalesce = true;          // coalesce=on|off: merge a batch's TCP frames of one flow (coalesce.hpp)
-  TxSplit tx_split = TxSplit::off;             // tx-split=off|map|grant
+  TxSplit tx_split = TxSplit::grant;           // tx-split=off|map|grant (grant: measured fastest, SEMNET.md)
   unsigned tx_split_min = kDefaultTxSplitMin;  // tx-split-min=N: frames of >= N bytes are split
 };
 // Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
