@@ -512,7 +512,7 @@ void NetDevice::service_tx(Queue& q) {
 
 // tx-split=grant needs gntalloc (xen_gntalloc in dom0); without it the vif still works, copying every frame whole.
 void NetDevice::make_tx_pool() {
-  if (cfg_.tx_split != TxSplit::grant) return;
+  if (cfg_.tx_split != TxSplit::grant || !host_->gathers()) return;  // AF_XDP: frames are copied whole anyway
   try {
     sharer_.emplace();
     tx_pool_.emplace(*sharer_, kSelf, kPoolPages, true);
