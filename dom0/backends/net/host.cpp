@@ -104,11 +104,8 @@ Status HostPort::write_gather(const virtio_net_hdr&, std::span<const iovec>) {
 }
 
 Status TapPort::write(const virtio_net_hdr& h, std::span<const std::byte> frame) {
-  iovec iov[2] = {{const_cast<virtio_net_hdr*>(&h), sizeof h},
-                  {const_cast<std::byte*>(frame.data()), frame.size()}};
-  const ssize_t n = ::writev(fd_, iov, 2);
-  if (n < 0) return errno_error("tap: write");
-  return {};
+  const iovec part{const_cast<std::byte*>(frame.data()), frame.size()};
+  return write_gather(h, {&part, 1});
 }
 
 Status TapPort::write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) {
@@ -135,13 +132,8 @@ SeqpacketPort::~SeqpacketPort() {
 }
 
 Status SeqpacketPort::write(const virtio_net_hdr& h, std::span<const std::byte> frame) {
-  iovec iov[2] = {{const_cast<virtio_net_hdr*>(&h), sizeof h},
-                  {const_cast<std::byte*>(frame.data()), frame.size()}};
-  msghdr m{};
-  m.msg_iov = iov;
-  m.msg_iovlen = 2;
-  if (::sendmsg(fd_, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return errno_error("seqpacket: send");
-  return {};
+  const iovec part{const_cast<std::byte*>(frame.data()), frame.size()};
+  return write_gather(h, {&part, 1});
 }
 
 Status SeqpacketPort::write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) {
