@@ -253,7 +253,11 @@ void Mixer::start() {
 }
 
 void Mixer::stop() {
-  stop_ = true;
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -268,6 +272,7 @@ void Mixer::add(std::shared_ptr<MixStream> s) {
   all_.push_back(s);
   pending_add_.push_back(std::move(s));
   dirty_.store(true, std::memory_order_release);
+  wake_.notify_one();
 }
 
 void Mixer::remove(const std::shared_ptr<MixStream>& s) {
@@ -303,6 +308,7 @@ void Mixer::set_sink(std::unique_ptr<Sink> sink) {
   sink_name_ = sink->describe();
   pending_sink_ = std::move(sink);
   dirty_.store(true, std::memory_order_release);
+  wake_.notify_one();
 }
 
 nlohmann::json Mixer::streams_json() const {
@@ -331,6 +337,15 @@ nlohmann::json Mixer::streams_json() const {
                    {"latency_ms_median", lat.empty() ? -1.0 : lat[lat.size() / 2] / 1000.0}});
   }
   return out;
+}
+
+bool Mixer::park_if_idle() {
+  if (!streams_.empty() || dirty_.load(std::memory_order_acquire)) return false;
+  std::unique_lock lk(mu_);
+  auto work = [this] { return dirty_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed); };
+  if (work()) return false;
+  wake_.wait(lk, work);
+  return true;
 }
 
 void Mixer::splice() {
@@ -472,10 +487,17 @@ void Mixer::run() {
   // dropped (counted in late_resyncs) rather than burst out.
   const std::int64_t period_ns = static_cast<std::int64_t>(cfg_.period_ms) * 1'000'000;
   const std::size_t chunk = std::size_t{cfg_.rate} * cfg_.period_ms * 4 / 1000;
-  const std::int64_t start = mono_ns();
+  std::int64_t start = mono_ns();
   std::uint64_t done = 0;  // frames mixed since start
   std::int64_t next = start;
   while (!stop_.load(std::memory_order_acquire)) {
+    // No stream: the clock parks (an idle gearsd does not wake 1000/period_ms times a second) until add() or
+    // stop(); audio time restarts from the wake-up, with no backlog.
+    if (park_if_idle()) {
+      start = next = mono_ns();
+      done = 0;
+      continue;
+    }
     next += period_ns;
     const std::int64_t before = mono_ns();
     if (next < before) next = before + period_ns / 2;  // we are late: do not sleep a full period more

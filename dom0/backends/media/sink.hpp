@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -210,6 +211,7 @@ class Mixer : NonCopyable {
  private:
   void run();
   void splice();
+  bool park_if_idle();  // mixer thread: true after waiting while no stream existed
   std::size_t pull(MixStream& s, std::size_t frames, float* out);  // stereo float, gain not applied
 
   MixerConfig cfg_;
@@ -218,6 +220,7 @@ class Mixer : NonCopyable {
   std::atomic<bool> stop_{false};
 
   mutable std::mutex mu_;  // control path: pending adds/removes, domain gains
+  std::condition_variable wake_;  // add()/stop() -> a parked clock thread
   std::vector<std::shared_ptr<MixStream>> pending_add_, pending_remove_;
   std::map<std::uint32_t, std::pair<float, bool>> domains_;
   std::vector<std::weak_ptr<MixStream>> all_;  // every stream added, for the controls

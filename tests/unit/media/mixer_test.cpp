@@ -1,4 +1,4 @@
-// The mixer without its clock thread: mix_once() ticks driven by the test, a capturing sink. Conversion,
+// The mixer, mostly without its clock thread: mix_once() ticks driven by the test, a capturing sink. Conversion,
 // gains, mute, ducking, flush, resampling, the WAV sink, and role resolution from hint records.
 #include <gtest/gtest.h>
 
@@ -7,7 +7,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <chrono>
 #include <numbers>
+#include <thread>
 #include <vector>
 
 #include "dom0/backends/media/protocol.hpp"
@@ -57,6 +59,24 @@ TEST(MediaMixer, MixesTwoStreamsAndCountsConsumed) {
   EXPECT_EQ(a->consumed(), 480U * 4);
   EXPECT_EQ(b->consumed(), 480U * 2);
   EXPECT_FALSE(a->latency_samples().empty());
+}
+
+// The clock thread: parked while no stream exists (no ticks at all), running once one is added.
+TEST(MediaMixer, ClockThreadParksWithoutStreams) {
+  std::vector<float> out;
+  Mixer m(MixerConfig{}, std::make_unique<CaptureSink>(&out));
+  m.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // 20 periods of 10 ms
+  EXPECT_EQ(m.stats()["ticks"].get<std::uint64_t>(), 0U);
+  auto a = std::make_shared<MixStream>(1, "a", 1, PcmFormat{48000, XENSND_PCM_FORMAT_S16_LE, 2}, 65536);
+  ASSERT_TRUE(a->push(s16_const(4800, 8192), 0));
+  a->set_running(true);
+  m.add(a);
+  for (int i = 0; i < 500 && m.frames_out() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  m.stop();
+  EXPECT_GT(m.stats()["ticks"].get<std::uint64_t>(), 0U);
+  EXPECT_GT(m.frames_out(), 0U);
+  EXPECT_EQ(out.size(), m.frames_out() * 2);
 }
 
 TEST(MediaMixer, GainsAndMutes) {
