@@ -30,7 +30,7 @@ def run(ctx) -> None:
     for job, r in rows.items():
         key = ids[job][2]
         r["conditions"] = {"guest": "pv1", "tool": "fio libaio O_DIRECT", "seconds": secs, "rounds": rounds,
-                           "order": "interleaved per job: ours, blkback, qdisk; median of the rounds",
+                           "order": "interleaved per job: ours, blkback, qdisk (reversed in even rounds); median of the rounds",
                            "job": {"seq_read": "read 1M qd8", "seq_write": "write 1M qd8", "rand4k": "randread 4k qd16"}[job],
                            "backing": "one 256 MiB file in dom0, the same for every backend",
                            "ours": "gearsd vbd, grants=persistent (default), cache=writeback"}

@@ -24,7 +24,7 @@ def run(ctx) -> None:
 
     tcp = ctx.res.add("net.tcp", "Mb/s", "higher")
     tcp["conditions"] = {"guest": "pv1", "tool": "iperf3 guest -> dom0", "seconds": secs, "rounds": rounds,
-                         "order": "interleaved: ours, netback, ours, ...; median of the rounds",
+                         "order": "interleaved: ours then netback in odd rounds, netback then ours in even rounds; median of the rounds",
                          "ours": "Gears vif (gearsd, TAP on xenbr0)", "netback": "xl network-attach, vif-bridge"}
     got: dict = {}
 

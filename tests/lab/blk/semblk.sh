@@ -365,7 +365,9 @@ chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,sc
   : >"$rows"
   for j in $FIO_JOBS; do
     for r in $(seq "$rounds"); do
-      for side in ours blkback qdisk; do
+      # Odd rounds ours first, even rounds ours last: neither side always runs after the other.
+      order="ours blkback qdisk"; [ $((r % 2)) -eq 0 ] && order="qdisk blkback ours"
+      for side in $order; do
         case $side in
           ours) out=$(fio_run xvdb "$secs" pv1 "$j") ;;
           blkback) [ -z "$bb_err" ] || continue; out=$(fio_run xvdc "$secs" pv1 "$j") ;;
@@ -390,7 +392,7 @@ for line in open(rows):
     side, _, text = line.partition(" ")
     for job, v in json.loads(text or "{}").items():
         got[side].setdefault(job, []).append(v)
-out = {"seconds": int(secs), "rounds": int(rounds), "order": "interleaved per job: ours, blkback, qdisk",
+out = {"seconds": int(secs), "rounds": int(rounds), "order": "interleaved per job: ours, blkback, qdisk in odd rounds, reversed in even rounds",
        "writethrough": json.loads(wt), "copy": json.loads(copy)}
 for side, jobs in got.items():
     err = {"blkback": bb_err, "qdisk": qd_err}.get(side, "")

@@ -300,8 +300,9 @@ iperf_setup() {
 }
 
 # Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
-# the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours,
-# netback, ours, ...: a change of host load hits both alike); each side reports its median and every round.
+# the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours
+# then netback in odd rounds, netback then ours in even ones: a change of host load hits both alike); each side
+# reports its median and every round.
 # The qos figures come from `qos`.
 t_bench() {
   local secs=${1:-10} rounds=${2:-3} ours=() stock=() r o s
@@ -310,8 +311,14 @@ t_bench() {
   # against 221 and 213 in the two rounds after it, session 10).
   guest pv1 "iperf3 -c $NET.1 -t 3 >/dev/null; iperf3 -c $SNET.1 -t 3 >/dev/null" || true
   for r in $(seq "$rounds"); do
-    o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $o"
-    s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $s"
+    # Odd rounds ours first, even rounds netback first: neither side always runs after the other.
+    if [ $((r % 2)) -eq 1 ]; then
+      o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $o"
+      s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $s"
+    else
+      s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $s"
+      o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $o"
+    fi
     o=$(iperf_sum "$o") || fail "iperf3 over the Gears vif gave no result"
     s=$(iperf_sum "$s") || fail "iperf3 over netback gave no result"
     ours+=("$o"); stock+=("$s")
