@@ -83,8 +83,14 @@ BlkConfig parse_config(const nlohmann::json& p, std::uint32_t devid) {
   if (antic.empty() || antic.find_first_not_of("0123456789") != std::string::npos || antic.size() > 7)
     throw std::invalid_argument("anticipate='" + antic + "': expected microseconds (0..9999999)");
   c.sched.anticipate_us = static_cast<std::uint32_t>(std::stoul(antic));
-  if (auto cls = param(p, "class"); !cls.empty()) c.sched.default_class = parse_class(cls);
-  if (auto h = class_from_hints(param(p, "hints"))) c.sched.default_class = *h;
+  if (auto cls = param(p, "class"); !cls.empty()) {
+    c.sched.default_class = parse_class(cls);
+    c.class_set = true;
+  }
+  if (auto h = class_from_hints(param(p, "hints"))) {
+    c.sched.default_class = *h;
+    c.class_set = true;
+  }
   return c;
 }
 
@@ -97,8 +103,8 @@ xenbus::DeviceNodes blk_nodes(domid_t domu, unsigned devid) {
   return n;
 }
 
-BlkDevice::BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints)
-    : daemon::Device(std::move(spec)), attr_(hints) {
+BlkDevice::BlkDevice(daemon::DeviceSpec spec, daemon::HintRegistry* hints)
+    : daemon::Device(std::move(spec)), attr_(hints), hints_(hints) {
   // On the main thread (the factory): bad parameters and unreachable targets are reported to whoever
   // asked for the disk, with the reason.
   params_ = this->spec().params;
@@ -124,6 +130,7 @@ BlkDevice::BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints)
 }
 
 BlkDevice::~BlkDevice() {
+  if (hints_ && hint_sub_) hints_->unsubscribe(hint_sub_);
   target_.reset();  // waits for the kernel/server to release our buffers (and the guest pages of zero-bounce I/O)
   pins_.reset();
   for (auto& s : slots_) free_buf(s.buf);
@@ -170,6 +177,20 @@ Status BlkDevice::start(daemon::Reactor& loop) {
   auto tw = loop.add_fd(target_->fd(), target_events_, [this](std::uint32_t ev) { on_target(ev); });
   if (!tw) return tw.error();
   target_watch_ = *tw;
+  if (cfg_.class_set) {
+    class_source_ = "disk";
+  } else if (hints_) {
+    // The listener runs on the publisher's thread: it only posts to our loop.
+    const std::uint32_t me = domid();
+    hint_sub_ = hints_->subscribe([this, me, alive = std::weak_ptr<const char>(alive_)](std::uint32_t changed) {
+      if (changed != me || alive.expired()) return;
+      loop_->post([this, alive] {
+        if (!alive.expired()) refresh_class();
+      });
+    });
+    refresh_class();
+    class_changes_ = 0;  // counts live changes only
+  }
   if (auto s = driver_->start(); !s) return s;
   spdlog::info("dom={} dev={}: backend ready at {} ({}, {} sectors, {}, grants={})", domid(), name(),
                driver_->be_path(), target_->describe(), geo_.sectors, geo_.read_only ? "ro" : "rw",
@@ -215,6 +236,8 @@ std::size_t BlkDevice::outstanding() const {
 
 void BlkDevice::stop() {
   const auto dom = static_cast<domid_t>(domid());
+  if (hints_ && hint_sub_) hints_->unsubscribe(hint_sub_);
+  hint_sub_ = 0;
   if (store_ && driver_ && !driver_->removed()) {
     const std::string be = driver_->be_path();
     (void)store_->write(be + "/online", "0");
@@ -243,6 +266,20 @@ void BlkDevice::stop() {
   target_.reset();  // waits for what the kernel still does: then no zero-bounce I/O is in flight
   pins_.reset();
   if (store_) xenbus::remove_device_nodes(*store_, blk_nodes(dom, key().devid));
+}
+
+// A disk without its own class takes the one the registry resolves for it (domain-scope gears_hints, then hints
+// scoped to this disk; newest wins), else silver. Requests already queued keep the class they were given.
+void BlkDevice::refresh_class() {
+  if (!sched_ || cfg_.class_set) return;
+  const auto eff = hints_->effective(domid(), hints::DevType::vbd, key().devid);
+  const std::uint8_t cls = eff.qos && eff.qos->cls < kClasses ? eff.qos->cls : SchedConfig{}.default_class;
+  class_source_ = eff.qos ? "hints" : "default";
+  if (cls == sched_->config().default_class) return;
+  spdlog::info("dom={} dev={}: default class {} -> {} ({})", domid(), name(), sched_->config().default_class, cls,
+               class_source_);
+  sched_->set_default_class(cls);
+  ++class_changes_;
 }
 
 void BlkDevice::serve_once() {
@@ -775,6 +812,9 @@ nlohmann::json BlkDevice::stats() const {
           {"anticipation_hits", sched_ ? sched_->anticipation_hits() : 0},
           {"anticipation_misses", sched_ ? sched_->anticipation_misses() : 0},
           {"classes", classes},
+          {"default_class", sched_ ? sched_->config().default_class : cfg_.sched.default_class},
+          {"class_source", class_source_},
+          {"class_changes", class_changes_},
           {"processes", labels},
           {"guest_processes", attr_.to_json()},
           {"attributed_requests", attr_.attributed()},
@@ -818,10 +858,11 @@ nlohmann::json BlkDevice::hints() const {
   nlohmann::json ex = nlohmann::json::array();
   for (const auto& e : cfg_.sched.extents)
     ex.push_back({{"first", e.first}, {"last", e.last}, {"class", e.cls}, {"label", e.label}});
-  return nlohmann::json::array({{{"kind", "vbd"}, {"default_class", cfg_.sched.default_class}, {"extents", ex}}});
+  const auto cls = sched_ ? sched_->config().default_class : cfg_.sched.default_class;
+  return nlohmann::json::array({{{"kind", "vbd"}, {"default_class", cls}, {"extents", ex}}});
 }
 
-std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec, const daemon::HintRegistry* hints) {
+std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec, daemon::HintRegistry* hints) {
   return std::make_unique<BlkDevice>(spec, hints);
 }
 

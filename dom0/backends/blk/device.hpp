@@ -57,14 +57,16 @@ struct BlkConfig {
   DcacheOptions dcache;
   GrantMode grants = GrantMode::copy;
   SchedConfig sched;
+  bool class_set = false;  // class= or hints=class=... given: the domain's hints do not override it
 };
 // Throws std::invalid_argument with a message naming the bad parameter.
 [[nodiscard]] BlkConfig parse_config(const nlohmann::json& params, std::uint32_t devid);
 
 class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:
-  // hints: gearsd's registry, for process identity (attribution); nullptr = none.
-  explicit BlkDevice(daemon::DeviceSpec spec, const daemon::HintRegistry* hints = nullptr);
+  // hints: gearsd's registry, for process identity (attribution) and the domain's class (a disk without its own
+  // class= takes the class of the domain's gears_hints, or of hints published for this disk); nullptr = none.
+  explicit BlkDevice(daemon::DeviceSpec spec, daemon::HintRegistry* hints = nullptr);
   ~BlkDevice() override;
 
   [[nodiscard]] Status start(daemon::Reactor& loop) override;
@@ -170,12 +172,18 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::array<ClassStats, kClasses> class_stats_{};
   std::vector<ClassStats> label_stats_;
   Attribution attr_;
+  daemon::HintRegistry* hints_ = nullptr;
+  std::uint64_t hint_sub_ = 0;
+  std::string class_source_ = "default";  // where the default class comes from: disk | hints | default
+  std::uint64_t class_changes_ = 0;
+  std::shared_ptr<const char> alive_ = std::make_shared<const char>('\0');  // posted work checks it
+  void refresh_class();  // loop thread
   std::map<std::string, std::uint64_t, std::less<>> reject_reasons_;
   std::string last_error_;
 };
 
 [[nodiscard]] std::unique_ptr<daemon::Device> make_blk_device(const daemon::DeviceSpec& spec,
-                                                             const daemon::HintRegistry* hints = nullptr);
+                                                             daemon::HintRegistry* hints = nullptr);
 [[nodiscard]] std::unique_ptr<daemon::DiscoverySource> make_blk_discovery();
 [[nodiscard]] xenbus::DeviceNodes blk_nodes(domid_t domu, unsigned devid);
 

@@ -4,7 +4,8 @@
 //   1. extents: sector ranges with a QoS class and a label (e.g. the extents of one process's files, as
 //      `gears-front` resolves them with FIEMAP, or regions declared in the disk's config:
 //      regions=0-1048575:gold:fast;1048576-2097151:bronze:slow)
-//   2. the disk's own class (hints in gears_disk / attach --hints), else the domain's (gears_hints)
+//   2. the disk's own class (hints in gears_disk / attach --hints), else the domain's (gears_hints, resolved by the
+//      device from gearsd's hint registry and set with set_default_class)
 //   3. silver
 // Scheduling: start-time fair queueing over bytes between classes with weights (default gold 4,
 // silver 2, bronze 1, others 1; `weights=gold:4,bronze:1`); within a class, FIFO. A class that wakes
@@ -74,6 +75,10 @@ class Scheduler {
   [[nodiscard]] std::size_t queued() const { return queued_; }
   [[nodiscard]] std::uint32_t dispatched() const { return dispatched_; }
   [[nodiscard]] const SchedConfig& config() const { return cfg_; }
+  // The class of requests outside every extent, from now on (out of range: ignored).
+  void set_default_class(std::uint8_t cls) {
+    if (cls < kClasses) cfg_.default_class = cls;
+  }
   [[nodiscard]] std::uint64_t anticipations() const { return anticipations_; }
   // Holds that ended with the class's request (hits) or by timeout (misses).
   [[nodiscard]] std::uint64_t anticipation_hits() const { return antic_hits_; }

@@ -59,11 +59,11 @@ struct TempDisk {
 
 class Dom0 : public fake::LoopHost<> {
  public:
-  void add(unsigned dom, unsigned devid, json params) {
+  void add(unsigned dom, unsigned devid, json params, daemon::HintRegistry* hints = nullptr) {
     daemon::DeviceSpec spec;
     spec.key = {"vbd", dom, devid};
     spec.params = std::move(params);
-    const Status st = start(dom, blk::make_blk_device(spec));  // the factory runs on gearsd's main thread
+    const Status st = start(dom, blk::make_blk_device(spec, hints));  // the factory runs on gearsd's main thread
     ASSERT_TRUE(st.ok()) << st.error().what;
   }
   std::string prepare_detach(unsigned dom, bool force) {
@@ -86,6 +86,66 @@ class BlkE2E : public ::testing::Test {
 
 void fill(std::span<std::byte> b, std::uint64_t seed) {
   for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte(static_cast<unsigned char>((seed * 131 + i * 7) & 0xff));
+}
+
+hints::HintSet domain_class(std::uint8_t cls) {
+  hints::HintSet h;
+  h.qos = hints::Qos{cls, 0};
+  return h;
+}
+
+// A disk without its own class takes the domain's (gears_hints), live; withdrawn, it is silver again. A disk with
+// class= keeps its own.
+TEST_F(BlkE2E, DiskWithoutAClassFollowsTheDomainsHints) {
+  TempDisk disk(16 << 20);
+  daemon::HintRegistry reg;
+  ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", domain_class(hints::kGold)));
+  dom0_->add(5, 51728, {{"target", disk.path}}, &reg);
+  auto st = dom0_->stats(5);
+  EXPECT_EQ(st["default_class"], hints::kGold);
+  EXPECT_EQ(st["class_source"], "hints");
+
+  {
+    fake::AsDomain as(5);
+    blkfront::Frontend f({.devid = 51728});
+    auto r = f.rw(BLKIF_OP_READ, 0, 0, 1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r, BLKIF_RSP_OKAY);
+    st = dom0_->stats(5);
+    EXPECT_EQ(st["classes"]["gold"]["reqs"], 1U);
+
+    reg.replace(5, daemon::HintSource::config, "config", {domain_class(hints::kBronze)});  // live, no reconnect
+    // (the listener posted to the device's loop before this stats() call did)
+    st = dom0_->stats(5);
+    EXPECT_EQ(st["default_class"], hints::kBronze);
+    EXPECT_EQ(st["class_changes"], 1U);
+    r = f.rw(BLKIF_OP_READ, 8, 0, 1);
+    ASSERT_TRUE(r);
+    st = dom0_->stats(5);
+    EXPECT_EQ(st["classes"]["bronze"]["reqs"], 1U);
+    EXPECT_EQ(st["classes"]["gold"]["reqs"], 1U);
+    EXPECT_EQ(st["connects"], 1U);
+  }  // the frontend closes
+
+  reg.replace(5, daemon::HintSource::config, "config", {});
+  st = dom0_->stats(5);
+  EXPECT_EQ(st["default_class"], hints::kSilver);
+  EXPECT_EQ(st["class_source"], "default");
+  EXPECT_EQ(st["class_changes"], 2U);
+  dom0_.reset();  // the devices go before the registry they subscribed to
+}
+
+TEST_F(BlkE2E, DisksOwnClassWinsOverTheDomains) {
+  TempDisk disk(16 << 20);
+  daemon::HintRegistry reg;
+  ASSERT_TRUE(reg.publish(6, daemon::HintSource::config, "config", domain_class(hints::kGold)));
+  dom0_->add(6, 51728, {{"target", disk.path}, {"class", "bronze"}}, &reg);
+  auto st = dom0_->stats(6);
+  EXPECT_EQ(st["default_class"], hints::kBronze);
+  EXPECT_EQ(st["class_source"], "disk");
+  reg.replace(6, daemon::HintSource::config, "config", {domain_class(hints::kSilver)});
+  EXPECT_EQ(dom0_->stats(6)["default_class"], hints::kBronze);
+  dom0_.reset();
 }
 
 TEST_F(BlkE2E, NegotiatesAndServesDirectAndIndirectIo) {
