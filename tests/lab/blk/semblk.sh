@@ -1,6 +1,6 @@
 #!/bin/bash
 # semblk lab tests (issue 4): the Gears blkif backend serving the stock xen-blkfront of the lab guests.
-#   semblk.sh gearsd | ext4 file|nbd | durable | hostile | priority
+#   semblk.sh gearsd | ext4 file|nbd | durable | dcache | hostile | priority | domain_class | bench
 # gearsd runs in dom0 for the whole group (log: /run/gears/gearsd.log in dom0). Backing files live in dom0's /tmp.
 set -uo pipefail
 LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
@@ -278,6 +278,35 @@ PY
   pass "weighted classes: gold >= 3x bronze with hints, fair within 20% without"
 }
 
+# A disk without class= takes its domain's hinted class, live (gearsctl attach DOM --hints class=...: what an xl
+# config's gears_hints gives), and counts its requests there; no reconnect. gearsd is restarted at the end: a
+# domain's hints cannot be withdrawn from the CLI, and later tests must not inherit them.
+disk_check() {  # disk_check <domid> <python condition on s = the disk's stats>
+  dom0 "gearsctl stats" | python3 -c "import json,sys; d=json.load(sys.stdin)
+s=[r['stats'] for r in d['devices'] if r['dom']==$1 and r['dev']=='vbd/51728'][0]
+print({k: s[k] for k in ('default_class','class_source','class_changes','connects','classes')})
+sys.exit(0 if ($2) else 1)"
+}
+t_domain_class() {
+  local id
+  start_gearsd
+  id=$(domid pv1) || fail "no pv1"
+  dom0 "rm -f /tmp/semblk-cls.img && truncate -s 64M /tmp/semblk-cls.img" || fail "backing file"
+  attach pv1 xvdb 51728 file:/tmp/semblk-cls.img
+  disk_check "$id" "s['default_class']==1 and s['class_source']=='default'" || fail "a disk without hints is not silver"
+  dom0 "gearsctl attach $id --hints class=gold" || fail "domain hints (gold)"
+  guest pv1 "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/xvdb of=/dev/null bs=64k count=16" || fail "read 1"
+  disk_check "$id" "s['default_class']==0 and s['class_source']=='hints' and s['classes']['gold']['reqs']>0" \
+    || fail "the domain's gold did not reach the disk"
+  dom0 "gearsctl attach $id --hints class=bronze" || fail "domain hints (bronze)"
+  guest pv1 "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/xvdb of=/dev/null bs=64k count=16 skip=64" || fail "read 2"
+  disk_check "$id" "s['default_class']==2 and s['class_changes']==2 and s['classes']['bronze']['reqs']>0 and s['connects']==1" \
+    || fail "the change to bronze did not apply live"
+  detach pv1 xvdb 51728
+  dom0 "pkill -x gearsd; rm -f /tmp/semblk-cls.img"
+  pass "a disk without its own class follows the domain's hinted class live (gold, then bronze, one connect)"
+}
+
 # Performance, for bench/run (bench/suites/blk.py): one JSON line. fio in a PV guest (needs GEARS_GUEST_TOOLS=fio)
 # on one 256 MiB backing file in dom0 (tmpfs), served by gearsd (persistent grants, cache=writeback: ours), kernel
 # xen-blkback (phy: on a loop device over the same file) and QEMU qdisk (dom0's qemu -M xenpv, guest pvq).
@@ -409,11 +438,12 @@ PY
 
 case "${1:-}" in
   priority) t_priority ;;
+  domain_class) t_domain_class ;;
   bench) shift; t_bench "$@" ;;
   gearsd) t_gearsd ;;
   ext4) t_ext4 "${2:-file}" ;;
   durable) t_durable ;;
   dcache) t_dcache ;;
   hostile) t_hostile ;;
-  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|dcache|hostile|priority|bench [SECONDS [ROUNDS]]" >&2; exit 2 ;;
+  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|dcache|hostile|priority|domain_class|bench [SECONDS [ROUNDS]]" >&2; exit 2 ;;
 esac
