@@ -663,7 +663,7 @@ void BlkDevice::dispatch() {
     submitted = true;
   }
   if (submitted) {
-    target_->kick();
+    if (!target_->inline_io()) target_->kick();  // inline: done already, reported by on_target(0) below
     on_target(0);  // completions that arrived while submitting
   }
   if (wake > 0 && (timer_ == 0 || wake < timer_at_)) {

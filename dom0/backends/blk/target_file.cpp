@@ -149,9 +149,13 @@ class FileTarget final : public Target {
     (void)::io_uring_submit(&ring_);
   }
 
-  void on_ready(std::uint32_t, const Done& done) override {
-    std::uint64_t v = 0;
-    (void)!::read(efd_, &v, sizeof v);
+  void on_ready(std::uint32_t events, const Done& done) override {
+    // Inline: fd() is signalled only by kick(); a direct call (events 0) right after submitting has no signal to
+    // clear. io_uring: completions may have signalled it meanwhile, so clear it either way.
+    if (events != 0 || !inline_) {
+      std::uint64_t v = 0;
+      (void)!::read(efd_, &v, sizeof v);
+    }
     while (!ready_.empty()) {  // done() may submit again (a flush after a write): report those too
       reporting_.swap(ready_);
       for (const auto& [tag, res] : reporting_) done(tag, res);

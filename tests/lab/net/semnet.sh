@@ -319,6 +319,7 @@ t_bench() {
       s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -t $secs -J") || fail "iperf3 over netback: $s"
       o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 over the Gears vif: $o"
     fi
+    echo "round $r per second: ours $(iperf_trace "$o"); netback $(iperf_trace "$s")" >&2
     o=$(iperf_sum "$o") || fail "iperf3 over the Gears vif gave no result"
     s=$(iperf_sum "$s") || fail "iperf3 over netback gave no result"
     ours+=("$o"); stock+=("$s")
@@ -365,6 +366,14 @@ PY
 # iperf_sum <iperf3 -J output>: "Mb/s:retransmits" of the receiver's side.
 iperf_sum() {
   python3 -c 'import json,sys; e=json.loads(sys.argv[1])["end"]; print("%.2f:%d" % (e["sum_received"]["bits_per_second"]/1e6, e["sum_sent"].get("retransmits") or 0))' "$1"
+}
+
+# iperf_trace <iperf3 -J output>: the sender's Mb/s per interval, "+N" after one with N retransmits (a diagnostic
+# for the raw logs: a stall or a loss shows where it happened).
+iperf_trace() {
+  python3 -c 'import json,sys
+iv=json.loads(sys.argv[1]).get("intervals") or []
+print(" ".join("%.0f%s" % (i["sum"]["bits_per_second"]/1e6, "+%d" % i["sum"]["retransmits"] if i["sum"].get("retransmits") else "") for i in iv))' "$1" 2>/dev/null || echo "?"
 }
 
 # Where dom0's CPU goes (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s over the Gears vif, then over

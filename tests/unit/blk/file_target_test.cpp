@@ -153,5 +153,34 @@ TEST_P(FileTargetTest, VectoredReadsAndWritesAreByteExact) {
 
 INSTANTIATE_TEST_SUITE_P(Filesystems, FileTargetTest, ::testing::Values("/dev/shm", "/var/tmp"));
 
+// A file in memory is served inline: a caller that calls on_ready(0) right after submitting (BlkDevice does) needs
+// no kick(). Everything is reported by that call, and fd() is left quiet: no wake-up follows for nothing.
+class InlineTargetTest : public FileTargetTest {};
+TEST_P(InlineTargetTest, ReportsAtTheDirectCallWithoutSignallingTheFd) {
+  for_each_mode(8, [&](Target& t) {
+    ASSERT_TRUE(t.inline_io()) << t.describe();
+    Bytes data = pattern(3 * 4096, 5), back(3 * 4096);
+    ASSERT_TRUE(static_cast<bool>(t.submit({IoKind::write, 1, 4096 * 9, data, 0})));
+    ASSERT_TRUE(static_cast<bool>(t.submit({IoKind::read, 2, 4096 * 9, back, 0})));
+    EXPECT_EQ(t.in_flight(), 2U);
+    std::map<std::uint64_t, int> got;
+    t.on_ready(0, [&](std::uint64_t tag, int res) { got[tag] = res; });
+    EXPECT_EQ(got, (std::map<std::uint64_t, int>{{1, 0}, {2, 0}}));
+    EXPECT_EQ(t.in_flight(), 0U);
+    EXPECT_EQ(back, data);
+    pollfd p{t.fd(), static_cast<short>(t.poll_events()), 0};
+    EXPECT_EQ(::poll(&p, 1, 0), 0) << "the fd was signalled with nothing to report";
+    // kick() still brings a poller back (CachedTarget and the polled loop rely on it).
+    ASSERT_TRUE(static_cast<bool>(t.submit({IoKind::read, 3, 0, back, 0})));
+    t.kick();
+    EXPECT_EQ(::poll(&p, 1, 0), 1);
+    got.clear();
+    t.on_ready(static_cast<std::uint32_t>(p.revents), [&](std::uint64_t tag, int res) { got[tag] = res; });
+    EXPECT_EQ(got, (std::map<std::uint64_t, int>{{3, 0}}));
+    EXPECT_EQ(::poll(&p, 1, 0), 0);
+  });
+}
+INSTANTIATE_TEST_SUITE_P(InMemory, InlineTargetTest, ::testing::Values("/dev/shm"));
+
 }  // namespace
 }  // namespace gears
