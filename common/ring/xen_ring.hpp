@@ -28,6 +28,8 @@
 // ---- Corner cases ----------------------------------------------------------------------------------
 //  * Empty (prod == cons): the consumer calls final_check_*(), which sets *_event = cons + 1 and
 //    re-checks; the producer's next push then returns notify = true. Resolved by that notify.
+//  * Too few for one unit (a back needing n > pending requests at once): wait_for_requests(n) sets
+//    req_event = cons + n; pushes that stay below it do not notify, the one reaching it does.
 //  * Front full (req_prod_pvt - rsp_cons == size): put_request() fails with ENOSPC; the front
 //    waits for responses (final_check_for_responses + the back's notify after its push).
 //  * Back has consumed every request it may (req_cons - rsp_prod_pvt == size): no request can
@@ -152,18 +154,19 @@ void copy_out_n(const Mem& m, RING_IDX& cons, std::size_t n, F& fn) {
   }
 }
 
-// RING_FINAL_CHECK_FOR_*: work is pending, or the event index is armed at cons + 1 and pending is re-read after
-// a full fence (so an entry published meanwhile is either seen here or notified).
+// RING_FINAL_CHECK_FOR_*: at least `need` entries are pending, or the event index is armed at cons + need and
+// pending is re-read after a full fence (so an entry published meanwhile is either seen here or notified).
 template <class Pending>
-[[nodiscard]] Result<bool> final_check(Pending&& pending, RING_IDX& shared_event, RING_IDX cons) {
+[[nodiscard]] Result<bool> final_check(Pending&& pending, RING_IDX& shared_event, RING_IDX cons,
+                                       std::uint32_t need = 1) {
   auto p = pending();
   if (!p) return p.error();
-  if (*p > 0) return true;
-  shm::store_relaxed(shared_event, cons + 1);
+  if (*p >= need) return true;
+  shm::store_relaxed(shared_event, cons + need);
   shm::full_fence();
   p = pending();
   if (!p) return p.error();
-  return *p > 0;
+  return *p >= need;
 }
 
 }  // namespace detail
@@ -233,6 +236,13 @@ class BackRing : NonCopyable {
   // req_cons + 1 and re-checked after a full fence (RING_FINAL_CHECK_FOR_REQUESTS).
   [[nodiscard]] Result<bool> final_check_for_requests() {
     return detail::final_check([this] { return pending(); }, m_.s->req_event, req_cons_);
+  }
+  // The same for a consumer that needs `need` requests at once (1 <= need <= size(): a multi-slot packet): true =
+  // that many are pending; otherwise req_event = req_cons + need, so the front notifies when the last one lands
+  // (netback's rx wait). EINVAL for a need the ring can never hold.
+  [[nodiscard]] Result<bool> wait_for_requests(std::uint32_t need) {
+    if (need == 0 || need > m_.size) return Error{EINVAL, "xen ring: wait for more requests than the ring holds"};
+    return detail::final_check([this] { return pending(); }, m_.s->req_event, req_cons_, need);
   }
 
  private:

@@ -9,8 +9,11 @@
 
 namespace gears::netfront {
 
-TestNetfront::TestNetfront(xen::Store& store, std::string fe_path)
-    : store_(store), fe_path_(std::move(fe_path)), driver_(store, fe_path_, static_cast<xenbus::FrontendHooks&>(*this)) {}
+TestNetfront::TestNetfront(xen::Store& store, std::string fe_path, NetfrontFeatures features)
+    : store_(store),
+      fe_path_(std::move(fe_path)),
+      driver_(store, fe_path_, static_cast<xenbus::FrontendHooks&>(*this)),
+      features_(features) {}
 
 TestNetfront::~TestNetfront() { disconnect(); }
 
@@ -53,6 +56,8 @@ Status TestNetfront::setup(xen::Store&, xen::StoreOps& t, const std::string& fe,
     return Error{EIO, "netfront: cannot share rings"};
   }
   rx_posted_.assign(kDataPages, false);
+  rx_slot_page_.assign(rx_->size(), 0);
+  auto b = [](bool v) { return std::string(v ? "1" : "0"); };
   const std::pair<std::string, std::string> keys[] = {
       {"tx-ring-ref", std::to_string(tx_ring_page_.refs()[0])},
       {"rx-ring-ref", std::to_string(rx_ring_page_.refs()[0])},
@@ -60,15 +65,18 @@ Status TestNetfront::setup(xen::Store&, xen::StoreOps& t, const std::string& fe,
       {"event-channel-rx", std::to_string(ev_rx_->port())},
       {"request-rx-copy", "1"},
       {"feature-rx-notify", "1"},
-      {"feature-sg", "1"},
-      {"feature-gso-tcpv4", "0"},
+      {"feature-sg", b(features_.sg)},
+      {"feature-no-csum-offload", b(!features_.csum)},
+      {"feature-ipv6-csum-offload", b(features_.ipv6_csum)},
+      {"feature-gso-tcpv4", b(features_.gso4)},
+      {"feature-gso-tcpv6", b(features_.gso6)},
   };
   for (const auto& [k, v] : keys)
     if (auto s = t.write(fe + "/" + k, v); !s) return s;
   return {};
 }
 
-Status TestNetfront::connected(xen::Store&, const std::string&) { return post_rx(); }
+Status TestNetfront::connected(xen::Store&, const std::string&) { return post_rx(features_.rx_initial); }
 
 void TestNetfront::disconnect() {
   tx_.reset();
@@ -127,35 +135,62 @@ std::size_t TestNetfront::reap_tx(std::vector<netif_tx_response_t>* out) {
   return n ? *n : 0;
 }
 
-Status TestNetfront::post_rx() {
+Status TestNetfront::post_rx(std::size_t max) {
   if (!rx_) return Error{ENOTCONN, "netfront: not connected"};
-  for (std::size_t i = 0; i < kDataPages && !rx_->full(); ++i) {
+  for (std::size_t i = 0; i < kDataPages && !rx_->full() && max > 0; ++i) {
     if (rx_posted_[i]) continue;
     netif_rx_request_t r{};
     r.id = static_cast<std::uint16_t>(i);
     r.gref = rx_data_.refs()[i];
+    rx_slot_page_[rx_->req_prod_pvt() & (rx_->size() - 1)] = static_cast<std::uint16_t>(i);
     if (auto s = rx_->put_request(r); !s) return s;
     rx_posted_[i] = true;
+    --max;
   }
   return rx_->push_requests(*ev_rx_);
 }
 
 std::optional<std::vector<std::byte>> TestNetfront::recv() {
+  auto p = recv_packet();
+  if (!p) return std::nullopt;
+  if (p->error) p->bytes.clear();
+  return std::move(p->bytes);
+}
+
+// As xen-netfront: the page behind a response is the one posted in that ring slot; an extra overlays the response
+// in the slot after the packet's first one and gives its page back.
+std::optional<RxPacket> TestNetfront::recv_packet() {
   if (!rx_) return std::nullopt;
   for (;;) {
+    const RING_IDX slot = rx_->rsp_cons() & (rx_->size() - 1);
     std::optional<netif_rx_response_t> got;
     auto n = rx_->consume(1, [&](const netif_rx_response_t& r) { got = r; });
     if (!n || *n == 0 || !got) return std::nullopt;
-    const std::size_t page = got->id % kDataPages;
+    const std::size_t page = rx_slot_page_[slot];
     rx_posted_[page] = false;
-    if (got->status > 0 && got->offset + static_cast<std::size_t>(got->status) <= 4096) {
-      auto src = rx_data_.bytes().subspan(page * 4096 + got->offset, static_cast<std::size_t>(got->status));
-      partial_.insert(partial_.end(), src.begin(), src.end());
+    if (want_extra_) {
+      netif_extra_info e{};
+      std::memcpy(&e, &*got, sizeof e);
+      if (e.type == XEN_NETIF_EXTRA_TYPE_GSO) partial_.gso = e;
+      want_extra_ = (e.flags & XEN_NETIF_EXTRA_FLAG_MORE) != 0;
+      if (want_extra_ || (partial_.flags & NETRXF_more_data) != 0) continue;
+    } else {
+      if (got->id != page) partial_.in_place = false;
+      if (!in_packet_) {
+        partial_.flags = got->flags;
+        want_extra_ = (got->flags & NETRXF_extra_info) != 0;
+      }
+      in_packet_ = true;
+      if (got->status < 0) partial_.error = true;
+      if (got->status > 0 && got->offset + static_cast<std::size_t>(got->status) <= 4096) {
+        auto src = rx_data_.bytes().subspan(page * 4096 + got->offset, static_cast<std::size_t>(got->status));
+        partial_.bytes.insert(partial_.bytes.end(), src.begin(), src.end());
+      }
+      if (want_extra_ || (got->flags & NETRXF_more_data) != 0) continue;
     }
-    if ((got->flags & NETRXF_more_data) != 0) continue;
-    std::vector<std::byte> out;
-    out.swap(partial_);
-    if (got->status < 0) out.clear();
+    RxPacket out = std::move(partial_);
+    partial_ = RxPacket{};
+    in_packet_ = false;
     return out;
   }
 }

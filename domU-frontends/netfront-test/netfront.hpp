@@ -26,10 +26,30 @@ namespace gears::netfront {
 
 inline constexpr std::size_t kDataPages = 64;  // TX pages and RX pages each
 
+// What the frontend writes about its RX side (netif.h keys), and how many rx pages it posts when it connects.
+struct NetfrontFeatures {
+  bool sg = true;         // feature-sg
+  bool csum = true;       // feature-no-csum-offload = 0
+  bool ipv6_csum = false; // feature-ipv6-csum-offload
+  bool gso4 = false;      // feature-gso-tcpv4
+  bool gso6 = false;      // feature-gso-tcpv6
+  std::size_t rx_initial = 64;  // rx pages posted at connect (<= kDataPages)
+};
+
+// One received packet: its bytes, the first response's NETRXF flags, its GSO extra if any, and whether every
+// response sat in the ring slot of the request it answers (xen-netfront's assumption: it ignores ids).
+struct RxPacket {
+  std::vector<std::byte> bytes;
+  std::uint16_t flags = 0;
+  std::optional<netif_extra_info> gso;
+  bool in_place = true;
+  bool error = false;  // a response carried a negative status
+};
+
 class TestNetfront final : private xenbus::FrontendHooks {
  public:
   // fe_path: device/vif/<devid> of the current domain (relative or absolute). Throws XenError.
-  TestNetfront(xen::Store& store, std::string fe_path);
+  TestNetfront(xen::Store& store, std::string fe_path, NetfrontFeatures features = {});
   ~TestNetfront() override;
   TestNetfront(const TestNetfront&) = delete;
   TestNetfront& operator=(const TestNetfront&) = delete;
@@ -53,10 +73,12 @@ class TestNetfront final : private xenbus::FrontendHooks {
   // TX responses received so far (status per id), reaping new ones.
   std::size_t reap_tx(std::vector<netif_tx_response_t>* out = nullptr);
 
-  // Posts every free rx page and notifies.
-  [[nodiscard]] Status post_rx();
-  // Receives one complete frame if one is ready (consumes rx responses).
+  // Posts free rx pages (at most `max`) and notifies.
+  [[nodiscard]] Status post_rx(std::size_t max = SIZE_MAX);
+  // Receives one complete frame if one is ready (consumes rx responses); empty on an error status.
   [[nodiscard]] std::optional<std::vector<std::byte>> recv();
+  // The same with what the responses said about it (extras parsed as xen-netfront does).
+  [[nodiscard]] std::optional<RxPacket> recv_packet();
   [[nodiscard]] int rx_fd() const { return ev_rx_ ? ev_rx_->fd() : -1; }
   [[nodiscard]] int tx_fd() const { return ev_tx_ ? ev_tx_->fd() : -1; }
   void ack_events();
@@ -77,7 +99,11 @@ class TestNetfront final : private xenbus::FrontendHooks {
   xenbus::FrontendDriver driver_;
   std::size_t next_tx_page_ = 0;
   std::vector<bool> rx_posted_;
-  std::vector<std::byte> partial_;
+  std::vector<std::uint16_t> rx_slot_page_;  // ring slot -> the page its request posted
+  NetfrontFeatures features_;
+  RxPacket partial_;
+  bool in_packet_ = false;
+  bool want_extra_ = false;
 };
 
 }  // namespace gears::netfront

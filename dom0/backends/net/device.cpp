@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 
 #include "dom0/common/discovery.hpp"
@@ -16,7 +17,11 @@ namespace {
 constexpr std::size_t kTxBatchSlots = 64;   // slots consumed per TX round (one grant-copy call)
 constexpr std::size_t kRxBatchFrames = 32;  // frames per RX round (one grant-copy call)
 constexpr int kMaxRounds = 8;               // rounds per wake-up before yielding to other devices on the worker
-constexpr std::size_t kRxBuf = 65536;
+// An RX frame takes at most kRxFramePages pages (a 64 KiB TSO frame from the TAP plus headers, rounded up).
+constexpr std::size_t kRxFramePages = 17;
+constexpr std::size_t kRxBuf = kRxFramePages * 4096;
+// rx-pool: room for 4 frames of the largest size per round (a round ends when a largest frame no longer fits).
+constexpr std::size_t kRxPoolPages = 4 * kRxFramePages;
 constexpr auto kPolicyPoll = std::chrono::milliseconds(200);
 // tx-split=grant: the pool (device.hpp). gearsd runs in dom0, so the pool is granted to, and copied by, domain 0.
 constexpr domid_t kSelf = 0;
@@ -82,7 +87,8 @@ const char* to_string(TxSplit m) {
 VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid) {
   if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
   static const std::vector<std::string> known = {"mac",   "bridge", "ifname",   "mtu",     "queues",
-                                                 "hints", "host",   "xdp-mode", "coalesce", "tx-split", "tx-split-min"};
+                                                 "hints", "host",   "xdp-mode", "coalesce", "tx-split", "tx-split-min",
+                                                 "rx-offload", "rx-pool"};
   for (const auto& [k, v] : params.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
       throw std::invalid_argument("vif: unknown parameter '" + k +
@@ -131,6 +137,16 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
     else if (v == "grant") c.tx_split = TxSplit::grant;
     else throw std::invalid_argument("vif: tx-split must be off, map or grant, got '" + v + "'");
   }
+  if (params.contains("rx-offload")) {
+    const std::string v = param_string(params, "rx-offload");
+    if (v != "on" && v != "off") throw std::invalid_argument("vif: rx-offload must be on or off, got '" + v + "'");
+    c.rx_offload = v == "on";
+  }
+  if (params.contains("rx-pool")) {
+    const std::string v = param_string(params, "rx-pool");
+    if (v != "on" && v != "off") throw std::invalid_argument("vif: rx-pool must be on or off, got '" + v + "'");
+    c.rx_pool = v == "on";
+  }
   c.tx_split_min = param_uint(params, "tx-split-min", kDefaultTxSplitMin, static_cast<unsigned>(kTxHeadCopy) + 1,
                               static_cast<unsigned>(kMaxPacket));
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
@@ -171,6 +187,7 @@ Status NetDevice::start(daemon::Reactor& loop) {
     rx_copy_.emplace(*gnt_, 64);
     host_ = host_factory_(cfg_);
     make_tx_pool();
+    make_rx_pool();
     const auto dom = static_cast<domid_t>(domid());
     xenbus::create_device_nodes(*store_, vif_nodes(dom, key().devid, cfg_));
     driver_.emplace(*store_, vif_nodes(dom, key().devid, cfg_).be_path(), static_cast<xenbus::BackendHooks&>(*this));
@@ -233,9 +250,19 @@ Status NetDevice::connect(xen::Store& s, const std::string& fe, domid_t fe_dom) 
   if (*rx_copy != 1) return Error{EPROTO, "vif: frontend does not request rx-copy (rx-flip is not supported)"};
   auto notify = xenbus::read_uint_or(s, fe + "/feature-rx-notify", 1, 0);
   if (!notify || *notify != 1) return Error{EPROTO, "vif: frontend lacks feature-rx-notify"};
-  auto no_csum = xenbus::read_uint_or(s, fe + "/feature-no-csum-offload", 1, 0);
-  if (!no_csum) return Error{EPROTO, "vif: feature-no-csum-offload malformed"};
-  fe_csum_ok_ = *no_csum == 0;
+  // RX offloads the frontend takes (netif.h defaults: IPv4 checksum offload on unless refused, the rest off).
+  bool fe_keys[5];
+  const std::pair<const char*, std::uint64_t> rx_keys[] = {{"feature-sg", 0},
+                                                           {"feature-no-csum-offload", 0},
+                                                           {"feature-ipv6-csum-offload", 0},
+                                                           {"feature-gso-tcpv4", 0},
+                                                           {"feature-gso-tcpv6", 0}};
+  for (std::size_t i = 0; i < std::size(rx_keys); ++i) {
+    auto v = xenbus::read_uint_or(s, fe + "/" + rx_keys[i].first, 1, rx_keys[i].second);
+    if (!v) return Error{EPROTO, std::string("vif: ") + rx_keys[i].first + " malformed"};
+    fe_keys[i] = *v == 1;
+  }
+  fe_rx_ = RxCaps{fe_keys[0], !fe_keys[1], fe_keys[2], fe_keys[3], fe_keys[4]};
   auto nq = xenbus::read_uint_or(s, fe + "/multi-queue-num-queues", cfg_.queues, 1);
   if (!nq || *nq == 0) return Error{EPROTO, "vif: multi-queue-num-queues malformed or out of range"};
   for (unsigned i = 0; i < *nq; ++i) {
@@ -250,9 +277,12 @@ Status NetDevice::connect(xen::Store& s, const std::string& fe, domid_t fe_dom) 
     board_slot_ = QosBoard::instance().claim(cfg_.qos);
     if (!board_slot_) spdlog::warn("dom={} dev={}: QoS board full; this vif is not scheduled", domid(), name());
   }
+  set_rx_offloads(cfg_.rx_offload && host_->offloads()
+                      ? HostRxOffloads{fe_rx_.host_csum(), fe_rx_.host_tso4(), fe_rx_.host_tso6()}
+                      : HostRxOffloads{});
   set_host_polling(true);
-  spdlog::info("dom={} dev={}: connected: {} queue(s), {} event channels, tx csum offload {}", domid(), name(), *nq,
-               queues_[0]->ev_rx ? "split" : "shared", fe_csum_ok_ ? "on" : "off");
+  spdlog::info("dom={} dev={}: connected: {} queue(s), {} event channels, rx offloads: csum {} tso4 {} tso6 {}", domid(),
+               name(), *nq, queues_[0]->ev_rx ? "split" : "shared", host_rx_.csum, host_rx_.tso4, host_rx_.tso6);
   for (auto& q : queues_) service_tx(*q);
   service_rx();
   return {};
@@ -306,8 +336,19 @@ Status NetDevice::connect_queue(xen::Store& s, const std::string& dir, unsigned 
   return {};
 }
 
+void NetDevice::set_rx_offloads(const HostRxOffloads& o) {
+  if (!host_ || o == host_rx_) return;
+  if (auto st = host_->set_rx_offloads(o); !st) {
+    // Frames stay complete (the host's previous setting): slower towards the guest, never wrong.
+    spdlog::warn("dom={} dev={}: cannot set the host's rx offloads: {}", domid(), name(), st.error().what);
+    return;
+  }
+  host_rx_ = o;
+}
+
 void NetDevice::disconnect() {
   set_host_polling(false);
+  set_rx_offloads({});  // the next frontend may take less
   for (auto& q : queues_) {
     if (loop_ && q->w_tx) loop_->remove(q->w_tx);
     if (loop_ && q->w_rx) loop_->remove(q->w_rx);
@@ -510,17 +551,43 @@ void NetDevice::service_tx(Queue& q) {
   });
 }
 
+bool NetDevice::ensure_sharer() {
+  if (sharer_) return true;
+  try {
+    sharer_.emplace();
+    return true;
+  } catch (const std::exception& e) {
+    spdlog::warn("dom={} dev={}: no gntalloc ({}): no self-granted page pools", domid(), name(), e.what());
+    return false;
+  }
+}
+
 // tx-split=grant needs gntalloc (xen_gntalloc in dom0); without it the vif still works, copying every frame whole.
 void NetDevice::make_tx_pool() {
   if (cfg_.tx_split != TxSplit::grant || !host_->gathers()) return;  // AF_XDP: frames are copied whole anyway
   try {
-    sharer_.emplace();
+    if (!ensure_sharer()) throw std::runtime_error("no gntalloc");
     tx_pool_.emplace(*sharer_, kSelf, kPoolPages, true);
   } catch (const std::exception& e) {
     tx_pool_.reset();
-    sharer_.reset();
     cfg_.tx_split = TxSplit::off;
     spdlog::warn("dom={} dev={}: tx-split=grant: no page pool ({}); frames are copied whole", domid(), name(), e.what());
+  }
+}
+
+// rx-pool=on: RX frames are read into pages gearsd grants to itself and copied ref to ref into the frontend's
+// buffers, as tx-split=grant does for TX. Without gntalloc (or grants: each vif takes kRxPoolPages of gntalloc's
+// limit) frames are read into private buffers and copied from there.
+void NetDevice::make_rx_pool() {
+  if (!cfg_.rx_pool) return;
+  try {
+    if (!ensure_sharer()) throw std::runtime_error("no gntalloc");
+    rx_pool_.emplace(*sharer_, kSelf, kRxPoolPages, true);
+  } catch (const std::exception& e) {
+    rx_pool_.reset();
+    cfg_.rx_pool = false;
+    spdlog::warn("dom={} dev={}: rx-pool: no page pool ({}); rx frames go through private buffers", domid(), name(),
+                 e.what());
   }
 }
 
@@ -721,49 +788,91 @@ void NetDevice::service_rx() {
   for (int round = 0; round < kMaxRounds; ++round) {
     rx_copy_->clear();
     rx_slots_.clear();
-    std::size_t nframes = 0;
-    bool host_empty = false, no_buffers = false;
-    while (nframes < kRxBatchFrames) {
-      if (rx_frames_.size() <= nframes) rx_frames_.push_back(RxFrame{std::vector<std::byte>(kRxBuf), 0});
+    std::size_t nframes = 0, waiting_for = 0, pool_next = 0;
+    bool host_empty = false;
+    while (nframes < kRxBatchFrames && (!rx_pool_ || pool_next + kRxFramePages <= kRxPoolPages)) {
+      if (rx_frames_.size() <= nframes) rx_frames_.emplace_back();
       RxFrame& f = rx_frames_[nframes];
       if (rx_stash_) {
-        std::swap(f, *rx_stash_);
+        f = *rx_stash_;
         rx_stash_.reset();
+        std::swap(rx_taken_buf_, rx_stash_buf_);  // its bytes stay put until this round's copies ran
+        f.data = rx_taken_buf_.data();
       } else {
-        auto r = host_->read(f.hdr, f.buf);
+        std::span<std::byte> room;
+        if (rx_pool_) {
+          f.pool_page = pool_next;
+          room = {rx_pool_->data() + pool_next * kPage, kRxBuf};
+        } else {
+          if (rx_bufs_.size() <= nframes) rx_bufs_.emplace_back(kRxBuf);
+          f.pool_page = SIZE_MAX;
+          room = rx_bufs_[nframes];
+        }
+        f.data = room.data();
+        auto r = host_->read(f.hdr, room);
         if (!r) {
           host_empty = true;  // EAGAIN, or an error the next poll reports again
           break;
         }
         f.len = *r;
-      }
-      if (f.len == 0) continue;
-      const std::size_t need = rx_slots_for(f.len);
-      auto avail = q.rx->pending();
-      if (!avail) return close(avail.error().what);
-      if (*avail < need) {
-        if (*avail > 0 && need > 1) {  // will not fit into what is posted: drop rather than wait forever
+        if (f.len == 0) {  // did not fit our buffer
           ++st_.rx_dropped;
           continue;
         }
-        rx_stash_.emplace(std::move(f));
-        f = RxFrame{std::vector<std::byte>(kRxBuf), 0};
-        no_buffers = true;
+        const std::span<std::byte> bytes{f.data, f.len};
+        auto plan = plan_rx(RxHeader{f.hdr.flags, f.hdr.gso_type, f.hdr.gso_size, f.hdr.csum_start, f.hdr.csum_offset},
+                            bytes, fe_rx_);
+        if (!plan) {
+          ++st_.rx_dropped;
+          spdlog::debug("dom={} dev={}: rx frame of {} bytes dropped: {}", domid(), name(), f.len, plan.error().what);
+          continue;
+        }
+        f.plan = *plan;
+        if (f.plan.sw_csum) {
+          if (!complete_partial_csum(bytes, f.hdr.csum_start, f.hdr.csum_offset)) {  // bounds checked by plan_rx
+            ++st_.rx_dropped;
+            continue;
+          }
+          ++st_.rx_csum_sw;
+        }
+      }
+      const std::size_t need = f.plan.ring_slots();
+      auto avail = q.rx->pending();
+      if (!avail) return close(avail.error().what);
+      if (*avail < need) {  // wait for the frontend to post enough (netback does the same); frames queue in the host
+        rx_stash_buf_.assign(f.data, f.data + f.len);
+        rx_stash_.emplace(f);
+        rx_stash_->data = rx_stash_buf_.data();
+        rx_stash_->pool_page = SIZE_MAX;
+        waiting_for = need;
         break;
       }
       f.first_slot = rx_slots_.size();
-      std::size_t k = 0;
+      std::size_t k = 0, data = 0;
       auto c = q.rx->consume(need, [&](const netif_rx_request_t& req) {
-        const std::size_t off = k * kPage;
-        const std::size_t len = std::min(kPage, f.len - off);
-        RxSlot s{req.id, static_cast<std::uint16_t>(len), req.gref < kMaxGrantRef};
-        if (s.ok) s.ok = static_cast<bool>(rx_copy_->copy_to_grant({f.buf.data() + off, len}, fe_dom_, req.gref, 0));
-        s.seg = s.ok ? rx_copy_->size() - 1 : SIZE_MAX;
+        RxSlot s{req.id, 0, true};
+        if (k == 1 && f.plan.gso) {
+          s.extra = true;  // this request's page stays unused: its slot carries the extra
+        } else {
+          const std::size_t off = data * kPage;
+          const std::size_t len = std::min(kPage, f.len - off);
+          s.len = static_cast<std::uint16_t>(len);
+          s.ok = req.gref < kMaxGrantRef;
+          if (s.ok && f.pool_page != SIZE_MAX)
+            s.ok = static_cast<bool>(rx_copy_->copy_grant_to_grant(kSelf, rx_pool_->refs()[f.pool_page + data], 0, fe_dom_,
+                                                                   req.gref, 0, static_cast<std::uint16_t>(len)));
+          else if (s.ok)
+            s.ok = static_cast<bool>(rx_copy_->copy_to_grant({f.data + off, len}, fe_dom_, req.gref, 0));
+          s.seg = s.ok ? rx_copy_->size() - 1 : SIZE_MAX;
+          ++data;
+        }
         rx_slots_.push_back(s);
         ++k;
       });
       if (!c) return close(c.error().what);
+      if (*c != need) return close("vif: rx ring: posted requests vanished");  // pending() only grows
       f.nslots = k;
+      if (f.pool_page != SIZE_MAX) pool_next += f.plan.data_slots;
       ++nframes;
     }
     if (nframes > 0) {
@@ -776,22 +885,31 @@ void NetDevice::service_rx() {
         bool ok = copied;
         for (std::size_t j = 0; j < f.nslots; ++j) {
           const RxSlot& s = rx_slots_[f.first_slot + j];
-          ok = ok && s.ok && static_cast<bool>(rx_copy_->segment(s.seg));
+          ok = ok && s.ok && (s.extra || static_cast<bool>(rx_copy_->segment(s.seg)));
         }
         if (ok) {
           ++st_.rx_packets;
           st_.rx_bytes += f.len;
+          if (f.plan.gso) ++st_.rx_gso;
+          if ((f.plan.flags & NETRXF_csum_blank) != 0) ++st_.rx_csum_blank;
         } else {
           ++st_.rx_copy_errors;
         }
+        std::size_t di = 0;  // data slot index
         for (std::size_t j = 0; j < f.nslots; ++j) {
           const RxSlot& s = rx_slots_[f.first_slot + j];
           netif_rx_response_t r{};
-          r.id = s.id;
-          r.offset = 0;
-          r.flags = static_cast<std::uint16_t>(j + 1 < f.nslots ? NETRXF_more_data : 0U);
-          if (j == 0 && (f.hdr.flags & VIRTIO_NET_HDR_F_DATA_VALID) != 0) r.flags |= NETRXF_data_validated;
-          r.status = ok ? static_cast<std::int16_t>(s.len) : static_cast<std::int16_t>(NETIF_RSP_ERROR);
+          if (s.extra) {
+            static_assert(sizeof(netif_extra_info) == sizeof(netif_rx_response_t));
+            std::memcpy(&r, &*f.plan.gso, sizeof r);  // overlays the response in the request's own slot
+          } else {
+            r.id = s.id;
+            r.offset = 0;
+            r.flags = static_cast<std::uint16_t>((di == 0 ? f.plan.flags : 0U) |
+                                                 (di + 1 < f.plan.data_slots ? NETRXF_more_data : 0U));
+            r.status = ok ? static_cast<std::int16_t>(s.len) : static_cast<std::int16_t>(NETIF_RSP_ERROR);
+            ++di;
+          }
           if (auto st = q.rx->put_response(r); !st) return close(st.error().what);
         }
       }
@@ -799,8 +917,9 @@ void NetDevice::service_rx() {
       if (auto st = q.rx->push_responses(ev); !st) return close(st.error().what);
       if (board_slot_) QosBoard::instance().mark_active(*board_slot_, mono_ns());
     }
-    if (no_buffers) {
-      auto more = q.rx->final_check_for_requests();  // arms req_event: the next post wakes us
+    if (waiting_for > 0) {
+      // Arms req_event at cons + waiting_for: the post that completes the frame's slots wakes us.
+      auto more = q.rx->wait_for_requests(static_cast<std::uint32_t>(waiting_for));
       if (!more) return close(more.error().what);
       if (*more) continue;
       set_host_polling(false);
@@ -844,6 +963,11 @@ nlohmann::json NetDevice::stats() const {
           {"rx_bytes", st_.rx_bytes},
           {"rx_dropped", st_.rx_dropped},
           {"rx_copy_errors", st_.rx_copy_errors},
+          {"rx_gso", st_.rx_gso},
+          {"rx_csum_blank", st_.rx_csum_blank},
+          {"rx_csum_sw", st_.rx_csum_sw},
+          {"rx_offloads", {{"csum", host_rx_.csum}, {"tso4", host_rx_.tso4}, {"tso6", host_rx_.tso6}}},
+          {"rx_pool", rx_pool_.has_value()},
           {"events", st_.events},
           {"coalesce", cfg_.coalesce},
           {"tx_split", to_string(cfg_.tx_split)},
@@ -878,7 +1002,8 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
   c("gears_vif_tx_throttled_total", "TX rounds deferred by the QoS token bucket.", st_.tx_throttled);
   c("gears_vif_rx_packets_total", "Packets delivered to the domU.", st_.rx_packets);
   c("gears_vif_rx_bytes_total", "Bytes delivered to the domU.", st_.rx_bytes);
-  c("gears_vif_rx_dropped_total", "Packets for the domU dropped (no buffer posted).", st_.rx_dropped);
+  c("gears_vif_rx_dropped_total", "Packets for the domU dropped (too large, or an offload it cannot take).", st_.rx_dropped);
+  c("gears_vif_rx_gso_total", "TSO frames delivered to the domU whole (GSO extra).", st_.rx_gso);
   c("gears_vif_faults_total", "Times the vif was closed for a protocol violation.", st_.faults);
   out.add("gears_vif_qos_rate_bytes", MetricType::gauge, "Current TX rate limit in bytes/s (0 = none).",
           static_cast<double>(bucket_.rate()), cls);

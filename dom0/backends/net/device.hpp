@@ -70,6 +70,8 @@ struct VifConfig {
   bool coalesce = true;          // coalesce=on|off: merge a batch's TCP frames of one flow (coalesce.hpp)
   TxSplit tx_split = TxSplit::grant;           // tx-split=off|map|grant (grant: measured fastest, SEMNET.md)
   unsigned tx_split_min = kDefaultTxSplitMin;  // tx-split-min=N: frames of >= N bytes are split
+  bool rx_offload = true;        // rx-offload=on|off: partial checksums and TSO frames towards the frontend
+  bool rx_pool = true;           // rx-pool=on|off: RX frames read into self-granted pages (ref-to-ref copies)
 };
 // Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
 [[nodiscard]] VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid);
@@ -79,6 +81,7 @@ struct VifStats {
                 tx_csum = 0, tx_throttled = 0;
   std::uint64_t policy_changes = 0;
   std::uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0, rx_copy_errors = 0;
+  std::uint64_t rx_gso = 0, rx_csum_blank = 0, rx_csum_sw = 0;  // TSO frames; partial checksums passed / completed
   std::uint64_t events = 0, faults = 0, connects = 0;
   // Where the time goes (ns) and how well work is batched.
   std::uint64_t tx_batches = 0, tx_copy_ns = 0, tx_host_ns = 0, rx_batches = 0, rx_copy_ns = 0;
@@ -145,10 +148,13 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   Status flush_tx(Queue& q);
   void copy_mapped_rest();
   void make_tx_pool();
+  void make_rx_pool();
+  [[nodiscard]] bool ensure_sharer();
   [[nodiscard]] Result<virtio_net_hdr> offload_header(const TxPacket& p, std::span<const std::byte> frame);
   [[nodiscard]] nlohmann::json merge_refusals() const;
   void service_rx();
   void set_host_polling(bool on);
+  void set_rx_offloads(const HostRxOffloads& o);
   void poll_policy();
   void schedule_resume(std::int64_t delay_ns);
   void close(std::string_view why);
@@ -164,7 +170,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::unique_ptr<HostPort> host_;
   std::vector<std::unique_ptr<Queue>> queues_;
   domid_t fe_dom_ = 0;
-  bool fe_csum_ok_ = true;
+  RxCaps fe_rx_;                  // what the frontend takes on RX (its feature-* keys), read at connect
+  HostRxOffloads host_rx_;        // what the host was asked to leave undone
   daemon::WatchId store_watch_ = 0, tap_watch_ = 0, resume_timer_ = 0, policy_timer_ = 0;
   std::int64_t last_tick_ns_ = 0;  // policy tick: TX achieved since the previous one
   std::uint64_t last_tick_bytes_ = 0, achieved_bps_ = 0;
@@ -185,22 +192,30 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   // no copy crosses a page) and the heads' pages (kTxHeadCopy bytes each), granted to our own domain.
   std::optional<xen::GrantSharer> sharer_;
   std::optional<xen::GrantShare> tx_pool_;
-  // RX: frames read from the TAP, waiting for their grant copies.
+  // RX: frames read from the TAP, waiting for their grant copies. A frame's bytes sit in the rx pool (pages
+  // pool_page.. of rx_pool_, contiguous in our mapping, so every piece is copied grant ref to grant ref: no page of
+  // ours pinned per segment), or, without a pool and for a stashed frame, in a private buffer.
   struct RxFrame {
-    std::vector<std::byte> buf;
+    std::byte* data = nullptr;
     std::size_t len = 0;
     virtio_net_hdr hdr{};
-    std::size_t first_slot = 0, nslots = 0;  // into rx_slots_
+    std::size_t pool_page = SIZE_MAX;        // SIZE_MAX: private buffer
+    std::size_t first_slot = 0, nslots = 0;  // into rx_slots_ (ring order: first data slot, GSO extra, the rest)
+    RxPlan plan{};
   };
   struct RxSlot {
     std::uint16_t id = 0;
     std::uint16_t len = 0;
-    bool ok = false;                // the copy was queued
+    bool ok = false;                // the copy was queued (or nothing to copy: the extra slot)
+    bool extra = false;             // the GSO extra's slot: answered with the netif_extra_info
     std::size_t seg = SIZE_MAX;     // its segment in rx_copy_
   };
   std::vector<RxFrame> rx_frames_;
   std::vector<RxSlot> rx_slots_;
-  std::optional<RxFrame> rx_stash_;  // read but no rx buffer posted yet
+  std::optional<RxFrame> rx_stash_;  // read, waiting for enough posted rx requests; its bytes in rx_stash_buf_
+  std::vector<std::byte> rx_stash_buf_, rx_taken_buf_;  // the stash's bytes; a taken stash's until its copy ran
+  std::vector<std::vector<std::byte>> rx_bufs_;         // per frame of a round, without a pool
+  std::optional<xen::GrantShare> rx_pool_;             // rx-pool=on with gntalloc: kRxPoolPages pages
 
   QosPolicy base_qos_;               // from the device's own params; domain hints override it
   const daemon::HintRegistry* hints_ = nullptr;

@@ -125,6 +125,17 @@ Result<std::size_t> TapPort::read(virtio_net_hdr& h, std::span<std::byte> buf) {
   return static_cast<std::size_t>(n) - sizeof h;
 }
 
+Status TapPort::set_rx_offloads(const HostRxOffloads& o) {
+  unsigned long f = 0;
+  if (o.csum) {
+    f |= TUN_F_CSUM;
+    if (o.tso4) f |= TUN_F_TSO4;
+    if (o.tso6) f |= TUN_F_TSO6;
+  }
+  if (::ioctl(fd_, TUNSETOFFLOAD, f) != 0) return errno_error("tap: TUNSETOFFLOAD");
+  return {};
+}
+
 SeqpacketPort::SeqpacketPort(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
 
 SeqpacketPort::~SeqpacketPort() {

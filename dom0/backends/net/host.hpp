@@ -3,7 +3,8 @@
 // TapPort: one TAP device in dom0 (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), non-blocking, optionally enslaved to a
 // bridge. Frames carry a struct virtio_net_hdr in front, so GSO and checksum offload cross the boundary
 // without software segmentation: TX writes NEEDS_CSUM / GSO_TCPV4|6 headers (the dom0 kernel finishes them);
-// RX asks for no offloads (TUNSETOFFLOAD 0), so every frame read is complete, checksummed and <= MTU + header.
+// RX: created with no offloads (TUNSETOFFLOAD 0: every frame read is complete, checksummed and <= MTU + header);
+// set_rx_offloads() then asks for what the frontend takes (partial checksums, TSO frames up to 64 KiB).
 // Owned by the device's worker thread; the fd is closed (and the interface destroyed) in the destructor.
 //
 // XskPort: an AF_XDP socket (libxdp) on queue 0 of an existing interface. libxdp attaches its default XDP
@@ -54,6 +55,15 @@ inline constexpr std::uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
 
 inline constexpr std::size_t kMaxGatherParts = 32;
 
+// What the device lets the host leave undone in the frames it reads (RX towards the guest): partial checksums
+// (NEEDS_CSUM) and TCP segmentation (GSO_TCPV4/6). Set from the frontend's features at each connect.
+struct HostRxOffloads {
+  bool csum = false;
+  bool tso4 = false;  // need csum
+  bool tso6 = false;  // need csum
+  bool operator==(const HostRxOffloads&) const = default;
+};
+
 // The host side as the device sees it: a non-blocking packet port with a pollable fd. One per vif, owned by
 // the device's worker.
 class HostPort : NonCopyable {
@@ -74,6 +84,10 @@ class HostPort : NonCopyable {
   virtual void flush() {}
   // False when no offload header reaches the host: the vif then advertises no GSO.
   [[nodiscard]] virtual bool offloads() const { return true; }
+  // Asks for frames with these offloads left undone (TAP: TUNSETOFFLOAD). Frames already queued keep the header
+  // they were read with, so the device handles every header whatever it asked. A port that cannot (AF_XDP)
+  // keeps delivering complete frames: not an error.
+  [[nodiscard]] virtual Status set_rx_offloads(const HostRxOffloads&) { return {}; }
   // Port-specific counters for `gearsctl stats` (null: none).
   [[nodiscard]] virtual nlohmann::json stats() const { return nullptr; }
 };
@@ -90,10 +104,17 @@ class SeqpacketPort final : public HostPort {
   [[nodiscard]] Status write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) override;
   [[nodiscard]] bool gathers() const override { return true; }
   [[nodiscard]] Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) override;
+  [[nodiscard]] Status set_rx_offloads(const HostRxOffloads& o) override {
+    rx_offloads_ = o;
+    return {};
+  }
+  // What the device last asked for (tests).
+  [[nodiscard]] HostRxOffloads rx_offloads() const { return rx_offloads_; }
 
  private:
   int fd_;
   std::string name_;
+  HostRxOffloads rx_offloads_;
 };
 
 class TapPort final : public HostPort {
@@ -109,6 +130,7 @@ class TapPort final : public HostPort {
   [[nodiscard]] Status write_gather(const virtio_net_hdr& h, std::span<const iovec> parts) override;
   [[nodiscard]] bool gathers() const override { return true; }
   [[nodiscard]] Result<std::size_t> read(virtio_net_hdr& h, std::span<std::byte> buf) override;
+  [[nodiscard]] Status set_rx_offloads(const HostRxOffloads& o) override;
 
  private:
   void close_fd();

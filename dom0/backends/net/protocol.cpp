@@ -200,4 +200,59 @@ Status fill_l4_checksum(std::span<std::byte> f) {
   return {};
 }
 
+Status complete_partial_csum(std::span<std::byte> f, std::size_t start, std::size_t offset) {
+  if (start >= f.size() || offset > f.size() - start || f.size() - start - offset < 2)
+    return Error{EINVAL, "net: checksum offsets outside the frame"};
+  const std::span<const std::byte> c = f;
+  const std::size_t n = f.size() - start;
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i + 1 < n; i += 2) sum += be16(c, start + i);
+  if (n % 2 != 0) sum += std::to_integer<unsigned>(c[start + n - 1]) << 8U;
+  while ((sum >> 16U) != 0) sum = (sum & 0xFFFFU) + (sum >> 16U);
+  auto x = static_cast<std::uint16_t>(~sum & 0xFFFFU);
+  if (x == 0) x = 0xFFFF;  // CSUM_MANGLED_0: 0 means "no checksum" to UDP; the same sum to TCP
+  f[start + offset] = static_cast<std::byte>(x >> 8U);
+  f[start + offset + 1] = static_cast<std::byte>(x & 0xFFU);
+  return {};
+}
+
+Result<RxPlan> plan_rx(const RxHeader& h, std::span<const std::byte> frame, const RxCaps& caps) {
+  RxPlan p;
+  p.data_slots = rx_slots_for(frame.size());
+  if (p.data_slots > XEN_NETIF_NR_SLOTS_MIN) return Error{EINVAL, "rx: frame longer than 18 pages"};
+  if (p.data_slots > 1 && !caps.sg) return Error{EINVAL, "rx: frame spans pages and the frontend has no feature-sg"};
+  const bool partial = (h.flags & kVnetNeedsCsum) != 0;
+  if (partial && (h.csum_start >= frame.size() || std::size_t{h.csum_offset} + 2 > frame.size() - h.csum_start))
+    return Error{EINVAL, "rx: checksum offsets outside the frame"};
+  if (h.gso_type != kVnetGsoNone) {
+    const bool v6 = h.gso_type == kVnetGsoTcp6;
+    if ((h.gso_type != kVnetGsoTcp4 && !v6) || !(v6 ? caps.host_tso6() : caps.host_tso4()))
+      return Error{EINVAL, "rx: GSO type the frontend did not ask for"};
+    if (!partial) return Error{EINVAL, "rx: GSO frame without a partial checksum"};
+    if (h.gso_size == 0) return Error{EINVAL, "rx: GSO size 0"};
+    auto l4 = parse_l4(frame);
+    if (!l4 || !l4->tcp || l4->ipv6 != v6 || l4->csum_start != h.csum_start || l4->csum_offset != h.csum_offset)
+      return Error{EINVAL, "rx: GSO frame is not the TCP segment its header describes"};
+    netif_extra_info e{};
+    e.type = XEN_NETIF_EXTRA_TYPE_GSO;
+    e.u.gso.size = h.gso_size;
+    e.u.gso.type = v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4;
+    p.gso = e;
+    p.flags = NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info;
+    return p;
+  }
+  if (partial) {
+    // The frontend re-parses the headers of a csum_blank packet (skb_checksum_setup): only hand it ones it parses
+    // to the same offsets, for an IP version it takes; complete the rest here.
+    auto l4 = parse_l4(frame);
+    if (l4 && l4->csum_start == h.csum_start && l4->csum_offset == h.csum_offset && (l4->ipv6 ? caps.csum6 : caps.csum4))
+      p.flags = NETRXF_csum_blank | NETRXF_data_validated;
+    else
+      p.sw_csum = true;
+    return p;
+  }
+  if ((h.flags & kVnetDataValid) != 0) p.flags = NETRXF_data_validated;
+  return p;
+}
+
 }  // namespace gears::net

@@ -21,8 +21,10 @@
 //
 // ---- RX (dom0 -> domU) ---------------------------------------------------------------------------------------
 // The frontend posts netif_rx_request{id, gref}: one whole page each. A packet of n bytes takes
-// ceil(n / 4096) requests; response i has offset 0, status = bytes in that page, NETRXF_more_data on all but
-// the last. A request whose grant copy fails is answered NETIF_RSP_ERROR and the packet is dropped.
+// ceil(n / 4096) requests for its data, plus one for a GSO extra (plan_rx below); response i has offset 0,
+// status = bytes in that page, NETRXF_more_data on all data slots but the last. xen-netfront ignores response
+// ids: response k must sit in the ring slot of request k, extra included (it overlays the response). A request
+// whose grant copy fails is answered NETIF_RSP_ERROR and the packet is dropped.
 #pragma once
 
 #include <array>
@@ -119,7 +121,56 @@ struct L4Info {
 // Writes the full Internet checksum of the L4 segment of `frame` (pseudo-header included) into its field.
 [[nodiscard]] Status fill_l4_checksum(std::span<std::byte> frame);
 
-// RX: slots needed for a packet of `len` bytes.
+// RX: data slots needed for a packet of `len` bytes.
 [[nodiscard]] constexpr std::size_t rx_slots_for(std::size_t len) { return len == 0 ? 1 : (len + kPage - 1) / kPage; }
+
+// Completes a partial Internet checksum as Linux's skb_checksum_help does: the 16-bit field at start + offset holds
+// the pseudo-header seed; the ones' complement sum of [start, end of frame) is folded into it. EINVAL when the
+// field is not inside the frame.
+[[nodiscard]] Status complete_partial_csum(std::span<std::byte> frame, std::size_t start, std::size_t offset);
+
+// ---- RX offloads (dom0 -> domU) --------------------------------------------------------------------------------
+// What the frontend said it can receive (its own xenstore directory, netif.h): feature-sg (a packet over several
+// rx slots), feature-no-csum-offload (absent = IPv4 partial checksums are fine), feature-ipv6-csum-offload
+// (absent = not for IPv6), feature-gso-tcpv4/-tcpv6 (absent = no large TCP packets).
+struct RxCaps {
+  bool sg = false;
+  bool csum4 = false;
+  bool csum6 = false;
+  bool gso4 = false;
+  bool gso6 = false;
+  // What the host may hand us with these: partial checksums, and TSO that the frontend can take whole.
+  [[nodiscard]] bool host_csum() const { return csum4; }
+  [[nodiscard]] bool host_tso4() const { return sg && csum4 && gso4; }
+  [[nodiscard]] bool host_tso6() const { return sg && csum4 && csum6 && gso6; }
+};
+
+// How one host frame (virtio-net header + bytes) goes to the frontend:
+//   [first data slot: flags | NETRXF_extra_info if gso] [GSO extra] [further data slots, NETRXF_more_data chained]
+// The first slot's flags: NETRXF_csum_blank | NETRXF_data_validated for a partial checksum the frontend takes
+// (the field keeps the pseudo-header seed, as Linux's CHECKSUM_PARTIAL), NETRXF_data_validated for a host-verified
+// one, none otherwise. A partial checksum the frontend cannot take (no csum offload for that IP version, or a frame
+// its checksum_setup would not parse) is completed here first (sw_csum). Drops (the frame is lost and counted):
+// GSO the frontend did not ask for or with a bad MSS, checksum offsets outside the frame, a multi-slot frame
+// without feature-sg, more than XEN_NETIF_NR_SLOTS_MIN data slots.
+struct RxPlan {
+  std::size_t data_slots = 0;
+  std::uint16_t flags = 0;                       // of the first data slot (before NETRXF_more_data)
+  std::optional<netif_extra_info> gso;           // the GSO extra slot, after the first data slot
+  bool sw_csum = false;                          // complete_partial_csum(csum_start, csum_offset) before copying
+  [[nodiscard]] std::size_t ring_slots() const { return data_slots + (gso ? 1U : 0U); }
+};
+inline constexpr std::uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+inline constexpr std::uint8_t kVnetDataValid = 2;  // VIRTIO_NET_HDR_F_DATA_VALID
+inline constexpr std::uint8_t kVnetGsoNone = 0, kVnetGsoTcp4 = 1, kVnetGsoTcp6 = 4;
+struct RxHeader {  // the fields of the host's virtio-net header that matter here
+  std::uint8_t flags = 0;
+  std::uint8_t gso_type = kVnetGsoNone;
+  std::uint16_t gso_size = 0;
+  std::uint16_t csum_start = 0;
+  std::uint16_t csum_offset = 0;
+};
+// EINVAL with the reason for a frame to drop.
+[[nodiscard]] Result<RxPlan> plan_rx(const RxHeader& h, std::span<const std::byte> frame, const RxCaps& caps);
 
 }  // namespace gears::net

@@ -64,7 +64,8 @@ class Dom0 : public fake::LoopHost<NetDevice> {
 
 // A guest: its own store connection and frontend, opened as domain `dom`.
 struct Guest {
-  explicit Guest(unsigned d) : dom(d), as(static_cast<domid_t>(d)), store(), front(store, "device/vif/1") {}
+  explicit Guest(unsigned d, netfront::NetfrontFeatures f = {})
+      : dom(d), as(static_cast<domid_t>(d)), store(), front(store, "device/vif/1", f) {}
   unsigned dom;
   fake::AsDomain as;
   xen::Store store;
@@ -148,6 +149,176 @@ TEST_F(NetE2E, FramesBothWays) {
     EXPECT_EQ(st["faults"], 0);
   }
   d0.shutdown();
+}
+
+// ---- RX offloads: what the frontend takes decides what the host may leave undone ----
+
+std::optional<netfront::RxPacket> guest_recv_packet(Guest& g) {
+  std::optional<netfront::RxPacket> out;
+  eventually([&] {
+    g.front.ack_events();
+    out = g.front.recv_packet();
+    return out.has_value();
+  }, 5000);
+  return out;
+}
+
+bool tcp_verifies(const std::vector<std::byte>& f, const test::Seg& s) {
+  const auto tcp_len = static_cast<std::uint32_t>(f.size() - s.l4());
+  return test::csum_fold(test::pseudo_sum(f, s.v6, s.l3(), tcp_len) + test::sum16(f, s.l4(), f.size() - s.l4())) == 0;
+}
+
+test::Seg tso_seg(bool v6, std::size_t mss_segments) {
+  test::Seg s;
+  s.v6 = v6;
+  s.payload = test::pattern(mss_segments * 1448, 11);
+  s.gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  s.gso_size = 1448;
+  return s;
+}
+
+// The device's own host port, kept to read what it asked for.
+struct PortProbe {
+  SeqpacketPort* port = nullptr;
+  Dom0::Wrap wrap() {
+    return [this](int fd) {
+      auto p = std::make_unique<SeqpacketPort>(fd, "sock");
+      port = p.get();
+      return std::unique_ptr<HostPort>(std::move(p));
+    };
+  }
+};
+
+class NetRx : public NetE2E, public ::testing::WithParamInterface<const char*> {
+ protected:
+  json params() const { return {{"rx-pool", GetParam()}}; }
+};
+
+TEST_P(NetRx, TsoFramesReachTheGuestWholeWithTheirGsoExtra) {
+  Dom0 d0;
+  PortProbe probe;
+  d0.add(5, params(), probe.wrap());
+  {
+    Guest g(5, {.ipv6_csum = true, .gso4 = true, .gso6 = true});
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    ASSERT_TRUE(eventually([&] { return probe.port->rx_offloads() == HostRxOffloads{true, true, true}; }, 5000));
+    for (int round = 0; round < 3; ++round) {  // several passes over the ring: the extra keeps slots aligned
+      for (bool v6 : {false, true}) {
+        const auto s = tso_seg(v6, v6 ? 44 : 20);  // ~29 KB (8 pages) and 64 KB (16 pages)
+        const auto f = test::build(s);
+        ASSERT_TRUE(d0.host(5).write(test::hdr_of(s), f));
+        auto got = guest_recv_packet(g);
+        ASSERT_TRUE(got) << v6;
+        EXPECT_EQ(got->bytes, f) << v6;  // the seed stays in the checksum field: csum_blank
+        EXPECT_EQ(got->flags & (NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info),
+                  NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info);
+        ASSERT_TRUE(got->gso) << v6;
+        EXPECT_EQ(got->gso->u.gso.size, 1448);
+        EXPECT_EQ(got->gso->u.gso.type, v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4);
+        EXPECT_TRUE(got->in_place) << "a response left the slot of its request";
+        EXPECT_FALSE(got->error);
+        // A plain frame right after it lands in the right pages too.
+        const auto p = frame(1514, 3);
+        ASSERT_TRUE(d0.host(5).write(virtio_net_hdr{}, p));
+        auto plain = guest_recv_packet(g);
+        ASSERT_TRUE(plain);
+        EXPECT_EQ(plain->bytes, p);
+        EXPECT_FALSE(plain->gso);
+        EXPECT_TRUE(plain->in_place);
+        ASSERT_TRUE(g.front.post_rx());
+      }
+    }
+    const auto st = d0.stats(5);
+    EXPECT_EQ(st["rx_gso"], 6);
+    EXPECT_EQ(st["rx_csum_blank"], 6);
+    EXPECT_EQ(st["rx_packets"], 12);
+    EXPECT_EQ(st["rx_dropped"], 0);
+    EXPECT_EQ(st["rx_pool"], std::string(GetParam()) == "on");
+    EXPECT_EQ(st["faults"], 0);
+  }
+  d0.shutdown();
+}
+
+TEST_P(NetRx, AFrameWaitsUntilEnoughBuffersArePosted) {
+  Dom0 d0;
+  d0.add(5, params());
+  {
+    Guest g(5, {.gso4 = true, .rx_initial = 2});
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    const auto s = tso_seg(false, 10);  // 4 data pages + the extra: 5 slots, 2 posted
+    const auto f = test::build(s);
+    ASSERT_TRUE(eventually([&] { return d0.host(5).write(test::hdr_of(s), f).ok(); }, 5000));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    g.front.ack_events();
+    EXPECT_FALSE(g.front.recv_packet()) << "answered before its slots were posted";
+    ASSERT_TRUE(g.front.post_rx(2));  // 4 posted: still short
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(g.front.recv_packet());
+    ASSERT_TRUE(g.front.post_rx());   // the post that completes them wakes the backend
+    auto got = guest_recv_packet(g);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->bytes, f);
+    EXPECT_TRUE(got->gso);
+    EXPECT_TRUE(got->in_place);
+    EXPECT_EQ(d0.stats(5)["rx_dropped"], 0);
+  }
+  d0.shutdown();
+}
+
+INSTANTIATE_TEST_SUITE_P(Pool, NetRx, ::testing::Values("on", "off"));
+
+TEST_F(NetE2E, RxOffloadsFollowTheFrontend) {
+  Dom0 d0;
+  PortProbe p5, p6;
+  d0.add(5, json::object(), p5.wrap());
+  d0.add(6, json::object(), p6.wrap());
+  {
+    Guest g5(5);  // checksum offload (netif.h's default), no GSO
+    ASSERT_TRUE(g5.front.connect(std::chrono::seconds(10)));
+    Guest g6(6, {.csum = false});  // feature-no-csum-offload
+    ASSERT_TRUE(g6.front.connect(std::chrono::seconds(10)));
+    ASSERT_TRUE(eventually([&] { return p5.port->rx_offloads() == HostRxOffloads{true, false, false}; }, 5000));
+    EXPECT_EQ(p6.port->rx_offloads(), HostRxOffloads{});
+    // A TSO frame the frontend did not ask for is dropped (and counted); the next frame goes through.
+    const auto t = tso_seg(false, 10);
+    ASSERT_TRUE(d0.host(5).write(test::hdr_of(t), test::build(t)));
+    test::Seg s;
+    const auto f = test::build(s);
+    ASSERT_TRUE(d0.host(5).write(test::hdr_of(s), f));
+    auto got = guest_recv_packet(g5);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->bytes, f);
+    EXPECT_EQ(got->flags, NETRXF_csum_blank | NETRXF_data_validated);
+    EXPECT_EQ(d0.stats(5)["rx_dropped"], 1);
+    // Without checksum offload the partial checksum is completed in dom0.
+    ASSERT_TRUE(d0.host(6).write(test::hdr_of(s), f));
+    auto done = guest_recv_packet(g6);
+    ASSERT_TRUE(done);
+    EXPECT_EQ(done->flags, 0);
+    EXPECT_NE(done->bytes, f);
+    EXPECT_TRUE(tcp_verifies(done->bytes, s));
+    EXPECT_EQ(d0.stats(6)["rx_csum_sw"], 1);
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, RxOffloadOffAsksTheHostForCompleteFrames) {
+  Dom0 d0;
+  PortProbe probe;
+  d0.add(5, {{"rx-offload", "off"}}, probe.wrap());
+  {
+    Guest g(5, {.ipv6_csum = true, .gso4 = true, .gso6 = true});
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    const auto p = frame(60, 1);
+    ASSERT_TRUE(d0.host(5).write(virtio_net_hdr{}, p));
+    ASSERT_TRUE(guest_recv(g));  // connected and serving
+    EXPECT_EQ(probe.port->rx_offloads(), HostRxOffloads{});
+  }
+  d0.shutdown();
+  EXPECT_THROW((void)parse_vif_config({{"rx-offload", "maybe"}}, 5, 1), std::invalid_argument);
+  EXPECT_THROW((void)parse_vif_config({{"rx-pool", "1"}}, 5, 1), std::invalid_argument);
+  EXPECT_FALSE(parse_vif_config({{"rx-pool", "off"}}, 5, 1).rx_pool);
+  EXPECT_TRUE(parse_vif_config(json::object(), 5, 1).rx_offload);
 }
 
 TEST_F(NetE2E, ChecksumOffloadBecomesANeedsCsumHeader) {

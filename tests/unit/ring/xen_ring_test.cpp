@@ -205,6 +205,25 @@ TEST(XenRing, BackRingFinalCheckRacesWithMacroPush) {
   EXPECT_TRUE(*back.final_check_for_requests());
 }
 
+// A consumer needing several requests at once (an RX packet over n slots): the C front's pushes below
+// cons + n do not notify, the one reaching it does.
+TEST(XenRing, WaitForSeveralRequestsArmsTheEventAtTheLastOne) {
+  Pages p(1);
+  blkif_front_ring_t cf{};
+  cpeer_blk_front_init(&cf, p.mem, p.bytes);
+  BlkBack back(p.mem, p.bytes);
+  const auto r0 = make_req(0);
+  EXPECT_EQ(cpeer_blk_front_push(&cf, &r0, 1), 1);
+  EXPECT_FALSE(*back.wait_for_requests(3));  // 1 of 3
+  EXPECT_EQ(p.sring()->req_event, back.req_cons() + 3);
+  EXPECT_EQ(cpeer_blk_front_push(&cf, &r0, 1), 0);  // 2 of 3: no notification
+  EXPECT_EQ(cpeer_blk_front_push(&cf, &r0, 1), 1);  // 3 of 3: notified
+  EXPECT_TRUE(*back.wait_for_requests(3));
+  EXPECT_EQ(*back.consume(3, [](const blkif_request&) {}), 3U);
+  EXPECT_EQ(back.wait_for_requests(0).error().code, EINVAL);
+  EXPECT_EQ(back.wait_for_requests(back.size() + 1).error().code, EINVAL);
+}
+
 TEST(XenRing, FrontRingRefusesToOverfill) {
   Pages p(1);
   BlkFront front(p.mem, p.bytes);
