@@ -106,7 +106,7 @@ json device_row(const DeviceInfo& d) {
 Daemon::Daemon(DaemonOptions opts)
     : opts_(std::move(opts)),
       signals_(opts_.handle_signals ? std::make_unique<SignalFd>() : nullptr),
-      workers_(opts_.workers, opts_.worker_nice),
+      workers_(opts_.workers, opts_.worker_nice, opts_.worker_batch),
       registry_(main_, workers_) {
   registry_.register_factory("null", [](const DeviceSpec& s) { return std::make_unique<NullDevice>(s); });
   if (!opts_.pidfile.empty()) pidfile_ = std::make_unique<PidFile>(opts_.pidfile);
@@ -145,11 +145,14 @@ void Daemon::run() {
     spdlog::info("discovery: starting {}", d->name());
     d->start(main_, [this](DeviceEvent e) { registry_.on_event(std::move(e)); });
   }
+  if (workers_.batch_error() != 0)
+    spdlog::warn("workers: cannot take SCHED_BATCH: {} (they keep the normal policy)", std::strerror(workers_.batch_error()));
   if (workers_.nice_error() != 0)
     spdlog::warn("workers: cannot take nice {}: {} (they run at the inherited priority)", workers_.nice(),
                  std::strerror(workers_.nice_error()));
-  spdlog::info("gearsd {} up: socket={} workers={} (nice {}) metrics={}", gears_version(), opts_.socket_path,
+  spdlog::info("gearsd {} up: socket={} workers={} (nice {}, {}) metrics={}", gears_version(), opts_.socket_path,
                workers_.size(), workers_.effective_nice(),
+               workers_.batch() && workers_.batch_error() == 0 ? "SCHED_BATCH" : "SCHED_OTHER",
                http_ ? fmt::format("{}:{}", opts_.metrics_address, http_->port()) : "off");
   main_.run();
   running_ = false;

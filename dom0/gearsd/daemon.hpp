@@ -29,6 +29,7 @@ struct DaemonOptions {
   std::string pidfile;  // empty: none
   std::size_t workers = 2;
   int worker_nice = 0;  // gearsd's command line defaults to -10 (WorkerPool: why)
+  bool worker_batch = false;  // SCHED_BATCH workers; gearsd's command line defaults to it (WorkerPool: why)
   int metrics_port = -1;  // <0: no TCP metrics endpoint; 0: ephemeral (tests)
   std::string metrics_address = "127.0.0.1";
   bool handle_signals = true;  // SIGTERM/SIGINT through a signalfd; in-process tests turn this off

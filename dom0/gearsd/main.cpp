@@ -33,6 +33,11 @@ int main(int argc, char** argv) {
                  "Nice value of the worker threads (the data plane): below dom0's other tasks, so a process a worker "
                  "wakes does not preempt it")
       ->capture_default_str()->check(CLI::Range(-20, 19));
+  std::string worker_policy = "batch";
+  app.add_option("--worker-policy", worker_policy,
+                 "Scheduling policy of the worker threads: batch (SCHED_BATCH: a worker woken by a producer does not "
+                 "preempt it, and finds more frames per wake-up) or normal")
+      ->capture_default_str()->check(CLI::IsMember({"batch", "normal"}));
   app.add_option("--metrics-port", opts.metrics_port, "Serve Prometheus metrics over HTTP on this TCP port (off if unset)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--metrics-address", opts.metrics_address, "IPv4 address for --metrics-port")->capture_default_str();
@@ -63,6 +68,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  opts.worker_batch = worker_policy == "batch";
   const auto level = parse_log_level(log_level);
   if (!level) {
     std::fprintf(stderr, "gearsd: --log-level '%s' is not one of trace|debug|info|warn|error|critical|off\n",

@@ -313,10 +313,10 @@ iperf_setup() {
 # Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
 # the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours
 # then netback in odd rounds, netback then ours in even ones: a change of host load hits both alike); each side
-# reports its median and every round.
+# reports its median and every round. net.tcp_rx: the same rounds also measure dom0 -> pv1 (iperf3 -R).
 # The qos figures come from `qos`.
 t_bench() {
-  local secs=${1:-10} rounds=${2:-3} ours=() stock=() r o s
+  local secs=${1:-10} rounds=${2:-3} ours=() stock=() ours_rx=() stock_rx=() r o s
   iperf_setup
   # Warm-up, not counted: the first transfer over a freshly attached vif was the slowest in every run (75 Mb/s
   # against 221 and 213 in the two rounds after it, session 10).
@@ -335,6 +335,18 @@ t_bench() {
     s=$(iperf_sum "$s") || fail "iperf3 over netback gave no result"
     ours+=("$o"); stock+=("$s")
     echo "round $r: ours ${ours[-1]} netback ${stock[-1]}" >&2
+    # dom0 -> pv1 (RX towards the guest), the same order.
+    if [ $((r % 2)) -eq 1 ]; then
+      o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -R -t $secs -J") || fail "iperf3 -R over the Gears vif: $o"
+      s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -R -t $secs -J") || fail "iperf3 -R over netback: $s"
+    else
+      s=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $SNET.1 -R -t $secs -J") || fail "iperf3 -R over netback: $s"
+      o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -R -t $secs -J") || fail "iperf3 -R over the Gears vif: $o"
+    fi
+    o=$(iperf_sum "$o") || fail "iperf3 -R over the Gears vif gave no result"
+    s=$(iperf_sum "$s") || fail "iperf3 -R over netback gave no result"
+    ours_rx+=("$o"); stock_rx+=("$s")
+    echo "round $r rx: ours ${ours_rx[-1]} netback ${stock_rx[-1]}" >&2
   done
   echo "vif profile: $(vif_stats "$(domid pv1)")" >&2
   # The same Gears vif without TX coalescing (re-attached with coalesce=off), for the ratio; reported, not fatal.
@@ -353,7 +365,7 @@ t_bench() {
     dom0 "gearsctl detach $(domid pv1) vif 2" >&2 || true
   fi
   dom0 "pkill -x iperf3" || true
-  python3 - "$secs" "$xdp" "$nocoal" "${ours[*]}" "${stock[*]}" <<'PY'
+  python3 - "$secs" "$xdp" "$nocoal" "${ours[*]}" "${stock[*]}" "${ours_rx[*]}" "${stock_rx[*]}" <<'PY'
 import json, statistics, sys
 def mbps(t):
     e = json.loads(t)["end"]
@@ -364,13 +376,15 @@ def opt(t):
     except (KeyError, ValueError):
         return (None, None)
 x, n = opt(sys.argv[2]), opt(sys.argv[3])
-rounds = [[tuple(map(float, p.split(":"))) for p in a.split()] for a in sys.argv[4:6]]  # "mbps:retransmits ..."
-o, s = ([v[0] for v in side] for side in rounds)
+rounds = [[tuple(map(float, p.split(":"))) for p in a.split()] for a in sys.argv[4:8]]  # "mbps:retransmits ..."
+o, s, orx, srx = ([v[0] for v in side] for side in rounds)
 r = lambda v: round(v, 2) if v is not None else None
 print(json.dumps({"net.tcp": r(statistics.median(o)), "netback": r(statistics.median(s)), "seconds": int(sys.argv[1]),
                   "rounds": len(o), "ours_rounds": [r(v) for v in o], "netback_rounds": [r(v) for v in s],
                   "ours_retransmits": sum(int(v[1]) for v in rounds[0]), "netback_retransmits": sum(int(v[1]) for v in rounds[1]),
-                  "xdp": r(x[0]), "xdp_retransmits": x[1], "no_coalesce": r(n[0])}))
+                  "xdp": r(x[0]), "xdp_retransmits": x[1], "no_coalesce": r(n[0]),
+                  "net.tcp_rx": r(statistics.median(orx)), "netback_rx": r(statistics.median(srx)),
+                  "ours_rx_rounds": [r(v) for v in orx], "netback_rx_rounds": [r(v) for v in srx]}))
 PY
 }
 

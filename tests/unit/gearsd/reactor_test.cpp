@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -198,4 +199,34 @@ TEST(WorkerPool, WorkersRunAtTheAskedNiceValue) {
   EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())), mine);
   EXPECT_THROW(WorkerPool(1, 20), std::invalid_argument);
   EXPECT_THROW(WorkerPool(1, -21), std::invalid_argument);
+}
+
+// `batch`: each worker runs under SCHED_BATCH (any user may take it) with the nice value still applied; the
+// creating thread keeps its policy.
+TEST(WorkerPool, BatchWorkersRunUnderSchedBatchAtTheirNiceValue) {
+  const int mine = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  const int policy = ::sched_getscheduler(0);
+  const int want = std::min(mine + 3, 19);
+  WorkerPool pool(2, want, true);
+  EXPECT_EQ(pool.batch_error(), 0);
+  EXPECT_TRUE(pool.batch());
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    std::promise<std::pair<int, int>> got;
+    auto f = got.get_future();
+    pool.reactor(i).post([&got] {
+      errno = 0;
+      got.set_value({::sched_getscheduler(0), ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()))});
+    });
+    ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+    const auto [p, n] = f.get();
+    EXPECT_EQ(p, SCHED_BATCH) << "worker " << i;
+    EXPECT_EQ(n, want) << "worker " << i;
+  }
+  EXPECT_EQ(::sched_getscheduler(0), policy);
+  WorkerPool normal(1, 0, false);
+  std::promise<int> got;
+  auto f = got.get_future();
+  normal.reactor(0).post([&got] { got.set_value(::sched_getscheduler(0)); });
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get(), policy);
 }
