@@ -53,6 +53,15 @@ std::string param_string(const nlohmann::json& p, const char* key) {
   return it->get<std::string>();
 }
 
+// An on|off parameter; `dflt` when absent. Throws std::invalid_argument naming the key otherwise.
+bool param_on_off(const nlohmann::json& p, const char* key, bool dflt) {
+  if (!p.contains(key)) return dflt;
+  const std::string v = param_string(p, key);
+  if (v != "on" && v != "off")
+    throw std::invalid_argument(std::string("vif: ") + key + " must be on or off, got '" + v + "'");
+  return v == "on";
+}
+
 unsigned param_uint(const nlohmann::json& p, const char* key, unsigned dflt, unsigned lo, unsigned hi) {
   auto it = p.find(key);
   if (it == p.end()) return dflt;
@@ -127,11 +136,7 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
     else if (mode == "skb") c.xdp_mode = XdpMode::skb;
     else if (mode != "auto") throw std::invalid_argument("vif: xdp-mode must be auto, native or skb, got '" + mode + "'");
   }
-  if (params.contains("coalesce")) {
-    const std::string v = param_string(params, "coalesce");
-    if (v != "on" && v != "off") throw std::invalid_argument("vif: coalesce must be on or off, got '" + v + "'");
-    c.coalesce = v == "on";
-  }
+  c.coalesce = param_on_off(params, "coalesce", c.coalesce);
   if (params.contains("tx-split")) {
     const std::string v = param_string(params, "tx-split");
     if (v == "off") c.tx_split = TxSplit::off;
@@ -139,16 +144,8 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
     else if (v == "grant") c.tx_split = TxSplit::grant;
     else throw std::invalid_argument("vif: tx-split must be off, map or grant, got '" + v + "'");
   }
-  if (params.contains("rx-offload")) {
-    const std::string v = param_string(params, "rx-offload");
-    if (v != "on" && v != "off") throw std::invalid_argument("vif: rx-offload must be on or off, got '" + v + "'");
-    c.rx_offload = v == "on";
-  }
-  if (params.contains("rx-pool")) {
-    const std::string v = param_string(params, "rx-pool");
-    if (v != "on" && v != "off") throw std::invalid_argument("vif: rx-pool must be on or off, got '" + v + "'");
-    c.rx_pool = v == "on";
-  }
+  c.rx_offload = param_on_off(params, "rx-offload", c.rx_offload);
+  c.rx_pool = param_on_off(params, "rx-pool", c.rx_pool);
   c.tx_split_min = param_uint(params, "tx-split-min", kDefaultTxSplitMin, static_cast<unsigned>(kTxHeadCopy) + 1,
                               static_cast<unsigned>(kMaxPacket));
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);

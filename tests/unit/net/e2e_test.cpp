@@ -94,14 +94,22 @@ std::optional<std::vector<std::byte>> host_read(HostPort& h, virtio_net_hdr* hdr
   return out;
 }
 
-std::optional<std::vector<std::byte>> guest_recv(Guest& g) {
-  std::optional<std::vector<std::byte>> out;
+std::optional<netfront::RxPacket> guest_recv_packet(Guest& g) {
+  std::optional<netfront::RxPacket> out;
   eventually([&] {
     g.front.ack_events();
-    out = g.front.recv();
+    out = g.front.recv_packet();
     return out.has_value();
   }, 5000);
   return out;
+}
+
+// The frame's bytes only (empty on an error status).
+std::optional<std::vector<std::byte>> guest_recv(Guest& g) {
+  auto p = guest_recv_packet(g);
+  if (!p) return std::nullopt;
+  if (p->error) p->bytes.clear();
+  return std::move(p->bytes);
 }
 
 class NetE2E : public ::testing::Test {
@@ -152,16 +160,6 @@ TEST_F(NetE2E, FramesBothWays) {
 }
 
 // ---- RX offloads: what the frontend takes decides what the host may leave undone ----
-
-std::optional<netfront::RxPacket> guest_recv_packet(Guest& g) {
-  std::optional<netfront::RxPacket> out;
-  eventually([&] {
-    g.front.ack_events();
-    out = g.front.recv_packet();
-    return out.has_value();
-  }, 5000);
-  return out;
-}
 
 bool tcp_verifies(const std::vector<std::byte>& f, const test::Seg& s) {
   const auto tcp_len = static_cast<std::uint32_t>(f.size() - s.l4());
