@@ -21,8 +21,8 @@ constexpr int kMaxRounds = 8;               // rounds per wake-up before yieldin
 constexpr std::size_t kRxFramePages = 17;
 constexpr std::size_t kRxBuf = kRxFramePages * 4096;
 // rx-pool: room for 2 frames of the largest size per round (a round ends when a largest frame no longer fits; rounds
-// averaged 1.3-1.9 frames in the lab). Each page is one of gntalloc's grants (its `limit`, 1024 by default, is
-// shared by every vif: 87 TX + 34 RX each).
+// averaged 1.3-1.9 frames in the lab). Room for 8 (8.4-8.8 frames per round) was no faster over 7 rounds each
+// (session 15). Each page is one of gntalloc's grants, taken once per worker (Pools).
 constexpr std::size_t kRxPoolPages = 2 * kRxFramePages;
 constexpr auto kPolicyPoll = std::chrono::milliseconds(200);
 // tx-split=grant: the pool (device.hpp). gearsd runs in dom0, so the pool is granted to, and copied by, domain 0.
@@ -550,40 +550,52 @@ void NetDevice::service_tx(Queue& q) {
   });
 }
 
-bool NetDevice::ensure_sharer() {
-  if (sharer_) return true;
-  try {
-    sharer_.emplace();
-    return true;
-  } catch (const std::exception& e) {
-    spdlog::warn("dom={} dev={}: no gntalloc ({}): no self-granted page pools", domid(), name(), e.what());
-    return false;
-  }
+// Self-granted page pools, one set per worker thread, shared by that worker's vifs. A vif touches them only inside
+// one service_tx() or service_rx() call on its owning thread, and nothing in them outlives the call (an RX frame
+// left waiting for buffers moves to rx_stash_buf_), so vifs never see each other's bytes and gntalloc's grants
+// (its `limit`, 1024 by default) are spent per worker, not per vif.
+struct NetDevice::Pools {
+  xen::GrantSharer sharer;  // throws without gntalloc
+  std::optional<xen::GrantShare> tx, rx;
+};
+
+std::shared_ptr<NetDevice::Pools> NetDevice::worker_pools() {
+  thread_local std::weak_ptr<Pools> mine;
+  if (auto p = mine.lock()) return p;
+  auto p = std::make_shared<Pools>();
+  mine = p;
+  return p;
+}
+
+// Throws if gntalloc is missing or out of grants.
+xen::GrantShare& NetDevice::pool(std::optional<xen::GrantShare> Pools::*which, std::size_t pages) {
+  if (!pools_) pools_ = worker_pools();
+  auto& share = (*pools_).*which;
+  if (!share) share.emplace(pools_->sharer, kSelf, pages, true);
+  return *share;
 }
 
 // tx-split=grant needs gntalloc (xen_gntalloc in dom0); without it the vif still works, copying every frame whole.
 void NetDevice::make_tx_pool() {
   if (cfg_.tx_split != TxSplit::grant || !host_->gathers()) return;  // AF_XDP: frames are copied whole anyway
   try {
-    if (!ensure_sharer()) throw std::runtime_error("no gntalloc");
-    tx_pool_.emplace(*sharer_, kSelf, kPoolPages, true);
+    tx_pool_ = &pool(&Pools::tx, kPoolPages);
   } catch (const std::exception& e) {
-    tx_pool_.reset();
+    tx_pool_ = nullptr;
     cfg_.tx_split = TxSplit::off;
     spdlog::warn("dom={} dev={}: tx-split=grant: no page pool ({}); frames are copied whole", domid(), name(), e.what());
   }
 }
 
 // rx-pool=on: RX frames are read into pages gearsd grants to itself and copied ref to ref into the frontend's
-// buffers, as tx-split=grant does for TX. Without gntalloc (or grants: each vif takes kRxPoolPages of gntalloc's
-// limit) frames are read into private buffers and copied from there.
+// buffers, as tx-split=grant does for TX. Without gntalloc (or grants) frames are read into private buffers and
+// copied from there.
 void NetDevice::make_rx_pool() {
   if (!cfg_.rx_pool) return;
   try {
-    if (!ensure_sharer()) throw std::runtime_error("no gntalloc");
-    rx_pool_.emplace(*sharer_, kSelf, kRxPoolPages, true);
+    rx_pool_ = &pool(&Pools::rx, kRxPoolPages);
   } catch (const std::exception& e) {
-    rx_pool_.reset();
+    rx_pool_ = nullptr;
     cfg_.rx_pool = false;
     spdlog::warn("dom={} dev={}: rx-pool: no page pool ({}); rx frames go through private buffers", domid(), name(),
                  e.what());
@@ -966,7 +978,7 @@ nlohmann::json NetDevice::stats() const {
           {"rx_csum_blank", st_.rx_csum_blank},
           {"rx_csum_sw", st_.rx_csum_sw},
           {"rx_offloads", {{"csum", host_rx_.csum}, {"tso4", host_rx_.tso4}, {"tso6", host_rx_.tso6}}},
-          {"rx_pool", rx_pool_.has_value()},
+          {"rx_pool", rx_pool_ != nullptr},
           {"events", st_.events},
           {"coalesce", cfg_.coalesce},
           {"tx_split", to_string(cfg_.tx_split)},

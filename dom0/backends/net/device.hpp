@@ -149,7 +149,9 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   void copy_mapped_rest();
   void make_tx_pool();
   void make_rx_pool();
-  [[nodiscard]] bool ensure_sharer();
+  struct Pools;
+  [[nodiscard]] static std::shared_ptr<Pools> worker_pools();
+  [[nodiscard]] xen::GrantShare& pool(std::optional<xen::GrantShare> Pools::*which, std::size_t pages);
   [[nodiscard]] Result<virtio_net_hdr> offload_header(const TxPacket& p, std::span<const std::byte> frame);
   [[nodiscard]] nlohmann::json merge_refusals() const;
   void service_rx();
@@ -190,8 +192,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::vector<TxPiece> tx_pieces_;
   // tx-split=grant: kTxBatchSlots piece pages (piece i of a batch in page i, at its offset in the guest's page, so
   // no copy crosses a page) and the heads' pages (kTxHeadCopy bytes each), granted to our own domain.
-  std::optional<xen::GrantSharer> sharer_;
-  std::optional<xen::GrantShare> tx_pool_;
+  std::shared_ptr<Pools> pools_;         // this worker's (device.cpp); tx_pool_ and rx_pool_ point into it
+  xen::GrantShare* tx_pool_ = nullptr;
   // RX: frames read from the TAP, waiting for their grant copies. A frame's bytes sit in the rx pool (pages
   // pool_page.. of rx_pool_, contiguous in our mapping, so every piece is copied grant ref to grant ref: no page of
   // ours pinned per segment), or, without a pool and for a stashed frame, in a private buffer.
@@ -215,7 +217,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::optional<RxFrame> rx_stash_;  // read, waiting for enough posted rx requests; its bytes in rx_stash_buf_
   std::vector<std::byte> rx_stash_buf_, rx_taken_buf_;  // the stash's bytes; a taken stash's until its copy ran
   std::vector<std::vector<std::byte>> rx_bufs_;         // per frame of a round, without a pool
-  std::optional<xen::GrantShare> rx_pool_;             // rx-pool=on with gntalloc: kRxPoolPages pages
+  xen::GrantShare* rx_pool_ = nullptr;                 // rx-pool=on with gntalloc: kRxPoolPages pages
 
   QosPolicy base_qos_;               // from the device's own params; domain hints override it
   const daemon::HintRegistry* hints_ = nullptr;

@@ -236,6 +236,38 @@ t_live() {
   pass "gold -> silver and 200K -> 4M applied live (connects unchanged): $r1 MB/s then $r2 MB/s"
 }
 
+# Many vifs on one host: gearsd's self-granted page pools (87 TX + 34 RX pages) belong to its worker threads, not to
+# each vif. Ten vifs for pv1 (vif 1 and devids 11..19) would take 1210 of gntalloc's grants with a pool set each,
+# past its default limit of 1024; all of them must connect with their pools, and vif 1 must still pass traffic.
+t_pools() {
+  setup_dom0
+  setup_vif pv1
+  local id n=${GEARS_SEMNET_POOL_VIFS:-9} d limit out summary warned
+  id=$(domid pv1) || fail "no pv1"
+  warned=$(dom0 "grep -c 'no page pool' $LOG || true")
+  limit=$(dom0 "cat /sys/module/xen_gntalloc/parameters/limit") || fail "no xen_gntalloc in dom0"
+  for d in $(seq 11 $((10 + n))); do
+    dom0 "gearsctl attach $id vif $d --param bridge=xenbr0 --param mac=00:16:3e:00:0b:$(printf %02x "$d")" >/dev/null ||
+      fail "attach vif $d"
+  done
+  # pv1's netfront takes each new device up by itself; wait until every vif is connected.
+  for _ in $(seq 60); do
+    out=$(dom0 "gearsctl stats") || fail "gearsctl stats"
+    summary=$(python3 -c "import json,sys
+d=[r for r in json.loads(sys.argv[1])['devices'] if r['dom']==$id and r['kind']=='vif']
+print(len(d), sum(r['stats']['connected'] for r in d), sum(r['stats']['rx_pool'] for r in d),
+      sum(r['stats']['tx_split']=='grant' for r in d))" "$out")
+    [ "$summary" = "$((n + 1)) $((n + 1)) $((n + 1)) $((n + 1))" ] && break
+    sleep 1
+  done
+  echo "gntalloc limit $limit; vifs, connected, with an rx pool, with the tx pool: $summary"
+  [ "$summary" = "$((n + 1)) $((n + 1)) $((n + 1)) $((n + 1))" ] || fail "not every vif connected with its pools: $summary"
+  guest pv1 "busybox ping -c 3 -W 3 $NET.1 >/dev/null" || fail "pv1 no longer reaches dom0 over vif 1"
+  for d in $(seq 11 $((10 + n))); do dom0 "gearsctl detach $id vif $d" >/dev/null || fail "detach vif $d"; done
+  [ "$(dom0 "grep -c 'no page pool' $LOG || true")" = "$warned" ] || fail "a vif ran without its page pool (gearsd.log)"
+  pass "$((n + 1)) vifs on one host (gntalloc limit $limit), every one with its page pools; vif 1 still passes traffic"
+}
+
 # The AF_XDP host side: a veth pair in dom0 (gx0 for the vif's AF_XDP port, gx1 holding dom0's address on
 # $XNET.0/24), a Gears vif (devid 2) for pv1 with host=xdp:gx0. Ping and a TCP transfer with checksums from pv1
 # to dom0 cross it; gx1 computes its checksums in software (tx off), as AF_XDP carries no offload metadata.
@@ -443,10 +475,11 @@ case "${1:-}" in
   hostile) t_hostile ;;
   qos) t_qos ;;
   live) t_live ;;
+  pools) t_pools ;;
   xdp) t_xdp ;;
   xdp_port) t_xdp_port ;;
   bench) shift; t_bench "$@" ;;
   profile) shift; t_profile "$@" ;;
   ab) shift; t_ab "$@" ;;
-  *) echo "usage: $0 tcp|hostile|qos|live|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]|ab SECONDS ROUNDS PARAMS_A PARAMS_B" >&2; exit 2 ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|pools|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]|ab SECONDS ROUNDS PARAMS_A PARAMS_B" >&2; exit 2 ;;
 esac
