@@ -519,6 +519,26 @@ std::optional<std::uint64_t> parse_u64(std::string_view v) {
   return out;
 }
 
+// flow=: a u64, or a vif flow key by name (net_flow_key).
+std::optional<std::uint64_t> parse_flow_key(std::string_view v) {
+  static constexpr std::pair<std::string_view, std::uint8_t> kProto[] = {
+      {"tcp", 6}, {"udp", 17}, {"port", kFlowAnyL4}, {"icmp", 1}, {"icmp6", 58}};
+  const std::size_t colon = v.find(':');
+  const std::string_view name = v.substr(0, colon);
+  for (const auto& [n, proto] : kProto) {
+    if (name != n) continue;
+    if (colon == std::string_view::npos) {
+      if (proto == kFlowAnyL4) return std::nullopt;  // port needs a number
+      return net_flow_key(proto, 0);
+    }
+    if (proto == 1 || proto == 58) return std::nullopt;  // no ports
+    const auto port = parse_u64(v.substr(colon + 1));
+    if (!port || *port == 0 || *port > 0xFFFF) return std::nullopt;
+    return net_flow_key(proto, static_cast<std::uint16_t>(*port));
+  }
+  return parse_u64(v);
+}
+
 // "<digits>[.<digits>]" followed by a unit from `units`; scaled exactly (no floating point).
 struct Unit {
   std::string_view suffix;
@@ -650,8 +670,9 @@ ParseResult parse_text(std::string_view text) {
       if (us > UINT32_MAX) return perr(key, "too large (max " + std::to_string(UINT32_MAX) + "us)");
       h.latency_us = static_cast<std::uint32_t>(us);
     } else if (key == "flow") {
-      const auto n = parse_u64(val);
-      if (!n) return perr(key, quoted(val) + " is not a 64-bit key (decimal or 0x hex)");
+      const auto n = parse_flow_key(val);
+      if (!n) return perr(key, quoted(val) + " is not a 64-bit key (decimal or 0x hex), tcp[:<port>], udp[:<port>], "
+                                             "port:<port>, icmp or icmp6");
       if (h.flow_keys.size() == kMaxFlowKeys)
         return perr(key, "more than " + std::to_string(kMaxFlowKeys) + " flow keys");
       h.flow_keys.push_back(*n);

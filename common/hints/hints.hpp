@@ -139,6 +139,14 @@ struct HintSet {
 [[nodiscard]] std::string_view name(AccessPattern a);
 [[nodiscard]] std::string qos_class_name(std::uint8_t cls);  // "gold", "silver", "bronze", "3"
 
+// Flow keys as vifs read them: (IP protocol << 16) | port. Port 0 = every frame of that protocol; protocol 0 = TCP
+// or UDP on that port. A frame matches by its source or its destination port. Keys with other bits set match
+// nothing on a vif (they stay opaque keys for other consumers).
+inline constexpr std::uint8_t kFlowAnyL4 = 0;
+[[nodiscard]] constexpr std::uint64_t net_flow_key(std::uint8_t ip_proto, std::uint16_t port) {
+  return (std::uint64_t{ip_proto} << 16U) | port;
+}
+
 // Canonical text form, accepted back by parse_text (parse_text(to_string(h)) == h).
 [[nodiscard]] std::string to_string(const HintSet& h);
 // One-line JSON object, e.g. {"scope":"process","qos":{"class":"gold","weight":0},...}.
@@ -152,7 +160,8 @@ struct HintSet {
 //   dev=vbd/51712 | vif/0 | vsnd/0           class=gold|silver|bronze|0..7   weight=1..10000
 //   rate=<n>[K|M|G|Ki|Mi|Gi]  (bytes/s; decimal fraction allowed, e.g. 1.5M)
 //   latency=<n>[us|ms|s]      (default us)
-//   flow=<u64> (repeatable)   stream=<u64>   pkey=<u64> | <pid>/<comm>   (u64: decimal or 0x hex)
+//   flow=<u64> | tcp[:<port>] | udp[:<port>] | port:<port> | icmp | icmp6   (repeatable; the named forms are
+//             net_flow_key()s)   stream=<u64>   pkey=<u64> | <pid>/<comm>   (u64: decimal or 0x hex)
 //   pid=<n> comm=<name> cgroup=</path>       (process identity; pid required with comm/cgroup)
 //   role=voice|media|alert    access=sequential|seq|random|rand
 // Whitespace around items, keys and values is ignored. Keys other than flow may appear once.

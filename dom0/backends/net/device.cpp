@@ -276,6 +276,7 @@ Status NetDevice::connect(xen::Store& s, const std::string& fe, domid_t fe_dom) 
     board_slot_ = QosBoard::instance().claim(cfg_.qos);
     if (!board_slot_) spdlog::warn("dom={} dev={}: QoS board full; this vif is not scheduled", domid(), name());
   }
+  build_flows();
   set_rx_offloads(cfg_.rx_offload && host_->offloads()
                       ? HostRxOffloads{fe_rx_.host_csum(), fe_rx_.host_tso4(), fe_rx_.host_tso6()}
                       : HostRxOffloads{});
@@ -356,6 +357,7 @@ void NetDevice::disconnect() {
   if (loop_ && resume_timer_) loop_->remove(resume_timer_);
   resume_timer_ = 0;
   rx_stash_.reset();
+  release_flows();
   if (board_slot_) QosBoard::instance().release(*board_slot_);
   board_slot_.reset();
 }
@@ -397,6 +399,7 @@ void NetDevice::set_policy(const QosPolicy& p) {
   cfg_.qos = p;
   ++st_.policy_changes;
   if (board_slot_) QosBoard::instance().update(*board_slot_, p);
+  if (!flows_.empty()) build_flows();  // the default class's place in the drain order
 }
 
 void NetDevice::poll_policy() {
@@ -407,17 +410,166 @@ void NetDevice::poll_policy() {
       hints_version_ = v;
       const auto eff = hints_->effective(domid(), hints::DevType::vif, key().devid);
       set_policy(policy_from_hints(nlohmann::json::parse(hints::to_json(eff)), base_qos_));
+      std::vector<hints::HintSet> sets;
+      for (auto& r : hints_->snapshot(domid())) sets.push_back(std::move(r.set));
+      if (auto rules = flow_rules(sets); rules != flow_rules_) {
+        nlohmann::json j = nlohmann::json::array();
+        for (const auto& r : rules) j.push_back({{"flow", r.subject}, {"qos", r.policy.to_json()}});
+        spdlog::info("dom={} dev={}: flow classes: {}", domid(), name(), j.dump());
+        flow_rules_ = std::move(rules);
+        if (!queues_.empty()) build_flows();
+      }
     }
   }
-  // Feedback: what TX achieved since the last tick (QosBoard::report).
+  // Feedback: what TX achieved since the last tick (QosBoard::report); with flow classes, per class.
   const std::int64_t now = mono_ns();
+  const double dt = static_cast<double>(now - last_tick_ns_);
+  auto rate = [&](std::uint64_t bytes, std::uint64_t before) {
+    return bytes < before ? 0 : static_cast<std::uint64_t>(static_cast<double>(bytes - before) * 1e9 / dt);
+  };
+  const std::uint64_t vif_bytes = flows_.empty() ? st_.tx_bytes : flows_[0].bytes;
   if (last_tick_ns_ != 0 && now > last_tick_ns_) {
-    achieved_bps_ = static_cast<std::uint64_t>(static_cast<double>(st_.tx_bytes - last_tick_bytes_) * 1e9 /
-                                               static_cast<double>(now - last_tick_ns_));
+    achieved_bps_ = rate(vif_bytes, last_tick_bytes_);
     if (board_slot_) QosBoard::instance().report(*board_slot_, achieved_bps_);
+    for (auto& c : flows_) {
+      c.achieved_bps = rate(c.bytes, c.tick_bytes);
+      if (c.slot) QosBoard::instance().report(*c.slot, c.achieved_bps);
+    }
   }
+  for (auto& c : flows_) c.tick_bytes = c.bytes;
   last_tick_ns_ = now;
-  last_tick_bytes_ = st_.tx_bytes;
+  last_tick_bytes_ = vif_bytes;
+}
+
+// ---- Per-flow classes (sched.hpp) ----------------------------------------------------------------------------
+
+TokenBucket& NetDevice::class_bucket(std::size_t i) { return i == 0 ? bucket_ : flows_[i].bucket; }
+
+void NetDevice::refresh_class(FlowClass& c, std::int64_t now) {
+  if (!c.slot) {
+    c.bucket.set_rate(c.rule.policy.rate, now);
+    return;
+  }
+  const auto g = QosBoard::instance().grant(*c.slot, now);
+  c.contended = g.contended;
+  c.bucket.set_rate(g.rate, now);
+}
+
+void NetDevice::build_flows() {
+  release_flows();
+  if (flow_rules_.empty()) return;
+  flows_.resize(1 + flow_rules_.size());
+  for (std::size_t i = 0; i < flow_rules_.size(); ++i) {
+    auto& c = flows_[1 + i];
+    c.rule = flow_rules_[i];
+    c.slot = QosBoard::instance().claim(c.rule.policy);
+    if (!c.slot) spdlog::warn("dom={} dev={}: QoS board full; flow class {} has only its stated rate", domid(), name(),
+                              c.rule.subject);
+  }
+  flows_[0].rule.policy = cfg_.qos;
+  flow_order_.clear();
+  for (std::size_t i = 0; i < flows_.size(); ++i) flow_order_.push_back(i);
+  std::stable_sort(flow_order_.begin(), flow_order_.end(), [&](std::size_t a, std::size_t b) {
+    return (a == 0 ? cfg_.qos.cls : flows_[a].rule.policy.cls) < (b == 0 ? cfg_.qos.cls : flows_[b].rule.policy.cls);
+  });
+}
+
+// Held frames were accepted from the guest (their slots answered OKAY): they go to the host now, unshaped, rather
+// than being lost.
+void NetDevice::release_flows() {
+  bool wrote = false;
+  for (auto& c : flows_) {
+    for (auto& h : c.held) {
+      if (host_) {
+        const auto s = host_->write(h.hdr, h.bytes);
+        wrote = true;
+        if (s) {
+          ++st_.tx_packets;
+          st_.tx_bytes += h.bytes.size();
+        } else {
+          ++st_.tx_host_errors;
+        }
+      }
+    }
+    if (c.slot) QosBoard::instance().release(*c.slot);
+  }
+  if (wrote) host_->flush();
+  flows_.clear();
+  flow_order_.clear();
+  flows_held_ = 0;
+}
+
+// A checked TX frame of a batch, with flow classes: passes (written with the batch) while its class has tokens and
+// no backlog; else joins the backlog as a private copy, or is dropped when that is full.
+void NetDevice::admit(TxItem& it, const std::byte* pages, std::int64_t now) {
+  const std::size_t head = it.split ? it.head : it.pkt.len;
+  it.fclass = flow_rules_.empty() ? 0 : 1 + classify(flow_rules_, flow_tuple({it.data, head}));
+  if (it.fclass >= flows_.size()) it.fclass = 0;
+  FlowClass& c = flows_[it.fclass];
+  TokenBucket& b = class_bucket(it.fclass);
+  const std::optional<std::size_t> slot = it.fclass == 0 ? board_slot_ : c.slot;
+  if (slot) QosBoard::instance().mark_active(*slot, now);
+  if (c.held.empty() && b.ready(now)) {
+    b.charge(it.pkt.len);
+    ++c.packets;
+    c.bytes += it.pkt.len;
+    return;
+  }
+  it.held = true;
+  if (c.held_bytes + it.pkt.len > flow_backlog_limit(b.rate())) {
+    ++c.dropped;
+    ++st_.tx_flow_dropped;
+    return;
+  }
+  FlowClass::Held h;
+  h.hdr = it.hdr;
+  h.bytes.resize(it.pkt.len);
+  std::memcpy(h.bytes.data(), it.data, head);
+  for (std::size_t i = 0; it.split && i < it.npieces; ++i) {
+    const TxPiece& p = tx_pieces_[it.first_piece + i];
+    std::memcpy(h.bytes.data() + p.pkt_off, pages + p.page * xen::kPageSize + p.offset, p.len);
+  }
+  c.held_bytes += h.bytes.size();
+  c.held.push_back(std::move(h));
+  ++c.delayed;
+  ++st_.tx_flow_delayed;
+  ++flows_held_;
+}
+
+// Backlogs, best class first, as far as their tokens go; a timer brings back what is left.
+void NetDevice::drain_flows(std::int64_t now) {
+  if (flows_held_ == 0) return;
+  std::int64_t wait = INT64_MAX;
+  bool wrote = false;
+  for (const std::size_t i : flow_order_) {
+    FlowClass& c = flows_[i];
+    if (c.held.empty()) continue;
+    TokenBucket& b = class_bucket(i);
+    if (i == 0) (void)refresh_rate(now);
+    else refresh_class(c, now);
+    while (!c.held.empty() && b.ready(now)) {
+      auto& h = c.held.front();
+      const auto s = host_->write(h.hdr, h.bytes);
+      wrote = true;
+      if (s) {
+        ++st_.tx_packets;
+        st_.tx_bytes += h.bytes.size();
+      } else {
+        ++st_.tx_host_errors;
+      }
+      b.charge(h.bytes.size());
+      ++c.packets;
+      c.bytes += h.bytes.size();
+      c.held_bytes -= h.bytes.size();
+      c.held.pop_front();
+      --flows_held_;
+    }
+    const std::optional<std::size_t> slot = i == 0 ? board_slot_ : c.slot;
+    if (slot) QosBoard::instance().mark_active(*slot, now);
+    if (!c.held.empty()) wait = std::min(wait, b.wait_ns(now));
+  }
+  if (wrote) host_->flush();
+  if (wait != INT64_MAX) schedule_resume(wait);
 }
 
 std::uint64_t NetDevice::refresh_rate(std::int64_t now) {
@@ -449,7 +601,9 @@ void NetDevice::service_tx(Queue& q) {
   for (int round = 0; round < kMaxRounds; ++round) {
     const std::int64_t now = mono_ns();
     (void)refresh_rate(now);
-    if (!bucket_.ready(now)) {
+    if (!flows_.empty()) {
+      drain_flows(now);  // classes are shaped per frame (admit), never at the ring
+    } else if (!bucket_.ready(now)) {
       ++st_.tx_throttled;
       schedule_resume(bucket_.wait_ns(now));
       return;  // req_event stays where it is: the timer brings us back
@@ -677,6 +831,12 @@ Status NetDevice::flush_tx(Queue& q) {
       it.data = data;
     }
   }
+  if (!flows_.empty()) {
+    const std::byte* pages = mapping ? mapping->data() : tx_pool_ ? tx_pool_->data() : nullptr;
+    for (std::size_t i = 1; i < flows_.size(); ++i) refresh_class(flows_[i], t1);
+    for (auto& it : batch_)
+      if (it.data != nullptr) admit(it, pages, t1);
+  }
   // Every verdict is known: with nothing mapped, the responses go out before the host writes, so the frontend
   // frees its slots (and its skbs: TCP small queues) while dom0 forwards the batch. A host-side write failure
   // after that is a drop on the wire (tx_host_errors).
@@ -721,7 +881,7 @@ Status NetDevice::flush_tx(Queue& q) {
   };
   std::array<iovec, kMaxGatherParts> parts{};
   for (const auto& it : batch_) {
-    if (it.data == nullptr) continue;
+    if (it.data == nullptr || it.held) continue;
     if (it.split) {  // never coalesced: [private head | pieces in the mapping or the pool]
       write_acc();
       std::byte* pages = mapping ? mapping->data() : tx_pool_->data();
@@ -758,8 +918,10 @@ Status NetDevice::flush_tx(Queue& q) {
   }
   const std::int64_t t2 = mono_ns();
   st_.tx_host_ns += static_cast<std::uint64_t>(t2 - t1);
-  bucket_.charge(bytes);
-  if (board_slot_ && bytes) QosBoard::instance().mark_active(*board_slot_, t2);
+  if (flows_.empty()) {  // (else admit() charged each frame's class)
+    bucket_.charge(bytes);
+    if (board_slot_ && bytes) QosBoard::instance().mark_active(*board_slot_, t2);
+  }
   return {};
 }
 
@@ -996,7 +1158,45 @@ nlohmann::json NetDevice::stats() const {
           {"qos_squeeze_permille", board_slot_ ? QosBoard::instance().squeeze(*board_slot_) : 1000U},
           {"qos_contended", contended_},
           {"policy_changes", st_.policy_changes},
+          {"tx_flow_delayed", st_.tx_flow_delayed},
+          {"tx_flow_dropped", st_.tx_flow_dropped},
+          {"flows", flow_stats()},
+          {"classes", flow_classes()},
           {"last_error", last_error_}};
+}
+
+// gearsctl top's sub-rows: {"<class> <flow>": {reqs, bytes}} per flow class (none without flow classes).
+nlohmann::json NetDevice::flow_classes() const {
+  auto out = nlohmann::json::object();
+  for (std::size_t i = 0; i < flows_.size(); ++i) {
+    const auto& c = flows_[i];
+    const auto cls = (i == 0 ? cfg_.qos : c.rule.policy).to_json()["class"].get<std::string>();
+    out[cls + " " + (i == 0 ? std::string("default") : c.rule.subject)] = {{"reqs", c.packets}, {"bytes", c.bytes}};
+  }
+  return out;
+}
+
+// Per flow class: the rules while disconnected (no counters then), else every class, the default one first.
+nlohmann::json NetDevice::flow_stats() const {
+  auto out = nlohmann::json::array();
+  if (flows_.empty()) {
+    for (const auto& r : flow_rules_) out.push_back({{"flow", r.subject}, {"qos", r.policy.to_json()}});
+    return out;
+  }
+  for (std::size_t i = 0; i < flows_.size(); ++i) {
+    const auto& c = flows_[i];
+    out.push_back({{"flow", i == 0 ? std::string("default") : c.rule.subject},
+                   {"qos", (i == 0 ? cfg_.qos : c.rule.policy).to_json()},
+                   {"rate_Bps", i == 0 ? bucket_.rate() : c.bucket.rate()},
+                   {"achieved_Bps", c.achieved_bps},
+                   {"contended", i == 0 ? contended_ : c.contended},
+                   {"packets", c.packets},
+                   {"bytes", c.bytes},
+                   {"delayed", c.delayed},
+                   {"dropped", c.dropped},
+                   {"backlog_bytes", c.held_bytes}});
+  }
+  return out;
 }
 
 void NetDevice::metrics(daemon::MetricSet& out) const {
@@ -1019,6 +1219,20 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
   out.add("gears_vif_qos_rate_bytes", MetricType::gauge, "Current TX rate limit in bytes/s (0 = none).",
           static_cast<double>(bucket_.rate()), cls);
   out.add("gears_vif_connected", MetricType::gauge, "1 while the rings are mapped.", queues_.empty() ? 0.0 : 1.0, cls);
+  for (std::size_t i = 0; i < flows_.size(); ++i) {
+    const auto& fc = flows_[i];
+    const std::vector<daemon::Label> fl = {
+        {"class", (i == 0 ? cfg_.qos : fc.rule.policy).to_json()["class"].get<std::string>()},
+        {"flow", i == 0 ? std::string("default") : fc.rule.subject}};
+    auto f = [&](const char* n, const char* help, std::uint64_t v) {
+      out.add(n, MetricType::counter, help, static_cast<double>(v), fl);
+    };
+    f("gears_vif_flow_tx_bytes_total", "Bytes of a flow class the domU sent (delivered to the host side).", fc.bytes);
+    f("gears_vif_flow_tx_delayed_total", "Frames of a flow class held in its backlog for tokens.", fc.delayed);
+    f("gears_vif_flow_tx_dropped_total", "Frames of a flow class dropped: its backlog was full.", fc.dropped);
+    out.add("gears_vif_flow_rate_bytes", MetricType::gauge, "Current TX rate limit of a flow class (0 = none).",
+            static_cast<double>(i == 0 ? bucket_.rate() : fc.bucket.rate()), fl);
+  }
 }
 
 nlohmann::json NetDevice::hints() const { return nlohmann::json::array({{{"qos", cfg_.qos.to_json()}}}); }

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <functional>
 #include <span>
 #include <cstdint>
@@ -87,6 +88,7 @@ struct VifStats {
   std::uint64_t tx_batches = 0, tx_copy_ns = 0, tx_host_ns = 0, rx_batches = 0, rx_copy_ns = 0;
   std::uint64_t tx_merged = 0;  // guest frames appended to the previous one (coalesce): host writes saved
   std::uint64_t tx_split = 0, tx_map_failures = 0;  // frames written split (tx-split); batches whose map failed
+  std::uint64_t tx_flow_delayed = 0, tx_flow_dropped = 0;  // frames a flow class held back; dropped (backlog full)
   std::array<std::uint64_t, kMergeResults> tx_merge_refused{};  // why a frame started a new host write, by reason
 };
 
@@ -132,6 +134,8 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     std::byte* base = nullptr;  // its tx_bufs_ entry, or its head slot in the pool (not dropped by the parser)
     bool split = false;
     bool drop = false;
+    bool held = false;          // taken by its flow class's backlog (or dropped there): not written now
+    std::size_t fclass = 0;     // its flow class (flows_), with flow classes
     virtio_net_hdr hdr{};       // set with data once the packet passed its checks
     std::byte* data = nullptr;  // = base once the packet passed its checks (coalescing grows it); null: error
   };
@@ -161,6 +165,16 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   void schedule_resume(std::int64_t delay_ns);
   void close(std::string_view why);
   [[nodiscard]] std::uint64_t refresh_rate(std::int64_t now);
+  // Per-flow classes (sched.hpp).
+  struct FlowClass;
+  void build_flows();
+  void release_flows();
+  void refresh_class(FlowClass& c, std::int64_t now);
+  [[nodiscard]] TokenBucket& class_bucket(std::size_t i);
+  void admit(TxItem& it, const std::byte* pages, std::int64_t now);
+  void drain_flows(std::int64_t now);
+  [[nodiscard]] nlohmann::json flow_stats() const;
+  [[nodiscard]] nlohmann::json flow_classes() const;
 
   VifConfig cfg_;
   daemon::Reactor* loop_ = nullptr;
@@ -225,6 +239,26 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   TokenBucket bucket_;
   std::optional<std::size_t> board_slot_;
   bool contended_ = false;
+  // Per-flow classes, while the domain has flow rules and the vif is connected: flows_[0] is the default class (the
+  // vif's board slot and bucket_), flows_[1 + i] flow_rules_[i]'s. Empty: the vif is one class, gated at the ring.
+  struct FlowClass {
+    FlowRule rule;                    // keys empty for the default class
+    std::optional<std::size_t> slot;  // its own board slot (the default class uses board_slot_)
+    TokenBucket bucket;               // (the default class uses bucket_)
+    struct Held {
+      virtio_net_hdr hdr{};
+      std::vector<std::byte> bytes;
+    };
+    std::deque<Held> held;            // FIFO: the class's frames keep their order
+    std::size_t held_bytes = 0;
+    std::uint64_t packets = 0, bytes = 0, delayed = 0, dropped = 0;
+    std::uint64_t tick_bytes = 0, achieved_bps = 0;
+    bool contended = false;
+  };
+  std::vector<FlowRule> flow_rules_;
+  std::vector<FlowClass> flows_;
+  std::vector<std::size_t> flow_order_;  // flows_ indices, best class first: the order backlogs drain in
+  std::size_t flows_held_ = 0;           // frames in all backlogs
   VifStats st_;
   std::string last_error_;
   std::shared_ptr<const char> alive_ = std::make_shared<const char>('\0');

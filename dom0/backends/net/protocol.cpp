@@ -162,6 +162,38 @@ Result<L4Info> parse_l4(std::span<const std::byte> f) {
   return info;
 }
 
+FlowTuple flow_tuple(std::span<const std::byte> f) {
+  FlowTuple t;
+  if (f.size() < kEthHlen) return t;
+  std::size_t off = 12;
+  std::uint16_t type = be16(f, off);
+  off += 2;
+  if (type == kEthVlan) {
+    if (f.size() < off + 4) return t;
+    type = be16(f, off + 2);
+    off += 4;
+  }
+  bool ports = true;
+  if (type == kEthIpv4) {
+    if (f.size() < off + 20 || (std::to_integer<unsigned>(f[off]) >> 4U) != 4) return t;
+    const std::size_t ihl = (std::to_integer<unsigned>(f[off]) & 0xFU) * 4U;
+    t.proto = std::to_integer<std::uint8_t>(f[off + 9]);
+    ports = ihl >= 20 && (be16(f, off + 6) & 0x1FFFU) == 0;  // later fragments carry no L4 header
+    off += ihl;
+  } else if (type == kEthIpv6) {
+    if (f.size() < off + 40 || (std::to_integer<unsigned>(f[off]) >> 4U) != 6) return t;
+    t.proto = std::to_integer<std::uint8_t>(f[off + 6]);
+    off += 40;
+  } else {
+    return t;
+  }
+  if (ports && (t.proto == kProtoTcp || t.proto == kProtoUdp) && f.size() >= off + 4) {
+    t.sport = be16(f, off);
+    t.dport = be16(f, off + 2);
+  }
+  return t;
+}
+
 Status fill_l4_checksum(std::span<std::byte> f) {
   auto l4 = parse_l4(f);
   if (!l4) return l4.error();

@@ -118,6 +118,14 @@ struct L4Info {
 // (unknown ethertype/protocol, IPv6 extension headers, truncated or inconsistent headers).
 [[nodiscard]] Result<L4Info> parse_l4(std::span<const std::byte> frame);
 
+// What classifies a frame into a flow class (sched.hpp): its IP protocol and L4 ports. proto 0: not IP (or not
+// parseable); ports 0: no ports (not TCP/UDP, a later IPv4 fragment, an IPv6 extension header first, or cut off).
+struct FlowTuple {
+  std::uint8_t proto = 0;
+  std::uint16_t sport = 0, dport = 0;
+};
+[[nodiscard]] FlowTuple flow_tuple(std::span<const std::byte> frame);
+
 // Writes the full Internet checksum of the L4 segment of `frame` (pseudo-header included) into its field.
 [[nodiscard]] Status fill_l4_checksum(std::span<std::byte> frame);
 

@@ -1,7 +1,10 @@
 #include "dom0/backends/net/sched.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
+
+#include "common/hints/hints.hpp"
 
 namespace gears::net {
 
@@ -146,6 +149,61 @@ QosBoard::Grant QosBoard::grant(std::size_t slot, std::int64_t now_ns) const {
   std::uint64_t share = std::max<std::uint64_t>(left * w / (w + better_w) * squeeze / 1000, cap / 100);
   if (own != 0) share = std::min(share, own);
   return {std::max<std::uint64_t>(share, 1), true};
+}
+
+bool flow_key_matches(std::uint64_t key, const FlowTuple& t) {
+  if ((key >> 24U) != 0) return false;
+  const auto proto = static_cast<std::uint8_t>(key >> 16U);
+  const auto port = static_cast<std::uint16_t>(key);
+  if (proto == hints::kFlowAnyL4) return port != 0 && (t.proto == 6 || t.proto == 17) && (t.sport == port || t.dport == port);
+  if (proto != t.proto) return false;
+  return port == 0 || t.sport == port || t.dport == port;
+}
+
+std::string flow_key_names(const std::vector<std::uint64_t>& keys) {
+  std::string out;
+  for (const auto k : keys) {
+    if (!out.empty()) out += ',';
+    const auto proto = static_cast<unsigned>((k >> 16U) & 0xFFU);
+    const auto port = static_cast<unsigned>(k & 0xFFFFU);
+    const char* name = (k >> 24U) != 0 ? nullptr
+                       : proto == 6    ? "tcp"
+                       : proto == 17   ? "udp"
+                       : proto == 1    ? "icmp"
+                       : proto == 58   ? "icmp6"
+                       : proto == 0    ? "port"
+                                       : nullptr;
+    char b[32];
+    if (name == nullptr) std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(k));
+    else if (port == 0) std::snprintf(b, sizeof b, "%s", name);
+    else std::snprintf(b, sizeof b, "%s:%u", name, port);
+    out += b;
+  }
+  return out;
+}
+
+std::vector<FlowRule> flow_rules(const std::vector<hints::HintSet>& sets) {
+  std::vector<FlowRule> rules;  // oldest first while collecting
+  for (const auto& h : sets) {
+    if (h.scope.kind != hints::ScopeKind::flow) continue;
+    auto keys = h.flow_keys;
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    const std::string subject = "flow:" + flow_key_names(keys);
+    std::erase_if(rules, [&](const FlowRule& f) { return f.subject == subject; });
+    if (!h.qos && !h.rate_bps) continue;
+    rules.push_back({h.flow_keys, policy_from_hints(nlohmann::json::parse(hints::to_json(h))), subject});
+  }
+  std::reverse(rules.begin(), rules.end());
+  if (rules.size() > kMaxFlowRules) rules.resize(kMaxFlowRules);
+  return rules;
+}
+
+std::size_t classify(const std::vector<FlowRule>& rules, const FlowTuple& t) {
+  for (std::size_t i = 0; i < rules.size(); ++i)
+    for (const auto k : rules[i].keys)
+      if (flow_key_matches(k, t)) return i;
+  return rules.size();
 }
 
 }  // namespace gears::net

@@ -19,8 +19,16 @@
 // flood may have for gold's stated rate to hold, whatever the bottleneck.
 // Each worker reads the board once per TX batch (a few hundred relaxed loads at most); writers are the vifs
 // themselves (their own slot) and the control path (class changes, posted to the vif's worker).
-// Within one vif, TX is served in ring order (xen-netfront gives no per-flow queues to reorder fairly without
-// breaking TCP ordering), so per-flow classes are not scheduled here.
+//
+// Per-flow classes within one vif (TX). The domain's flow-scoped hint sets (scope=flow, flow=<key>..., with a
+// class, weight and/or rate; hints.hpp net_flow_key) give the frames that match them a class of their own. Each
+// such class holds a board slot like a vif, so it competes with every vif and every other flow class by the same
+// contention rule; the vif's other frames form its default class (the vif's own slot). With flow classes the ring
+// is consumed without gating: every frame is classified after its copy, passes at once while its class has tokens
+// and nothing queued, and otherwise waits in its class's backlog (private copies, bounded by kFlowBacklog*), from
+// which a timer releases it as tokens come; a frame that finds the backlog full is dropped and counted, as a
+// shaping qdisc would. Frames of one class keep their order, so no TCP flow is reordered; frames of different
+// classes may overtake each other (that is the point: gold's ping does not wait behind bronze's bulk).
 #pragma once
 
 #include <array>
@@ -29,8 +37,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "dom0/backends/net/protocol.hpp"
+#include "common/hints/hints.hpp"
 
 namespace gears::net {
 
@@ -113,5 +125,33 @@ class QosBoard {
 };
 
 [[nodiscard]] std::int64_t mono_ns();
+
+// ---- Per-flow classes --------------------------------------------------------------------------------------------
+inline constexpr std::size_t kMaxFlowRules = 8;                   // per domain; further flow sets are ignored (logged)
+inline constexpr std::size_t kFlowBacklogMin = 256 * 1024;       // bytes a throttled class may hold, at least
+inline constexpr std::size_t kFlowBacklogMax = 4 * 1024 * 1024;  // and at most (else 100 ms of its rate)
+[[nodiscard]] constexpr std::size_t flow_backlog_limit(std::uint64_t rate_Bps) {
+  const std::uint64_t r = rate_Bps / 10;
+  return r < kFlowBacklogMin ? kFlowBacklogMin : r > kFlowBacklogMax ? kFlowBacklogMax : static_cast<std::size_t>(r);
+}
+
+// Whether vif flow key `key` (hints::net_flow_key) covers a frame.
+[[nodiscard]] bool flow_key_matches(std::uint64_t key, const FlowTuple& t);
+
+// Keys as the text form names them (tcp:5201, udp, icmp, port:80; other keys in hex), comma-separated.
+[[nodiscard]] std::string flow_key_names(const std::vector<std::uint64_t>& keys);
+
+struct FlowRule {
+  std::vector<std::uint64_t> keys;
+  QosPolicy policy;
+  std::string subject;  // "flow:" + flow_key_names(sorted keys): one rule per key set
+  bool operator==(const FlowRule&) const = default;
+};
+// The flow rules in a domain's hint sets (oldest first, as HintRegistry::snapshot gives them): per key set the
+// newest set's; the result newest first (a frame takes the first rule that matches), at most kMaxFlowRules. Sets
+// without class, weight or rate state nothing to schedule and are skipped.
+[[nodiscard]] std::vector<FlowRule> flow_rules(const std::vector<hints::HintSet>& sets);
+// Index of the first rule covering the frame, or rules.size() (the vif's default class).
+[[nodiscard]] std::size_t classify(const std::vector<FlowRule>& rules, const FlowTuple& t);
 
 }  // namespace gears::net

@@ -470,16 +470,73 @@ t_ab() {
   dom0 "pkill -x iperf3" || true
 }
 
+# Per-flow classes within one domU (issue 5, item 3). pv1 floods tcp:5201 towards dom0 while, from the same guest,
+# a transfer on tcp:5202 and a ping (icmp) run in a gold flow class with a stated rate. Classes come from
+# flow-scoped hints (gearsctl attach --hints flow=...), applied live; withdrawn by a set naming only the keys.
+# Asserted: gold's stated rate holds within 10%, its ping RTT under the flood stays <= 2x idle, the bronze class
+# was held back, nothing reconnected. The same ping without flow classes is printed for contrast.
+flows_of() {  # the vif's flow classes: "flow class packets delayed dropped" per line
+  vif_stats "$1" | python3 -c "import json,sys; d=json.load(sys.stdin)
+for f in d['flows']: print(f['flow'], f['qos']['class'], f.get('packets', '-'), f.get('delayed', '-'), f.get('dropped', '-'))"
+}
+t_flows() {
+  setup_dom0
+  setup_vif pv1
+  start_tcp_server 5201
+  start_tcp_server 5202
+  local id idle flood out rate_mb want classes c0 c1 plain
+  id=$(domid pv1)
+  c0=$(jget "$(vif_stats "$id")" "['connects']")
+  dom0 "gearsctl attach $id --hints flow=tcp:5201,class=bronze &&
+        gearsctl attach $id --hints flow=tcp:5202,flow=icmp,class=gold,rate=$GOLD_RATE" || fail "flow hints"
+  for i in $(seq 20); do [ "$(flows_of "$id" | wc -l)" -eq 3 ] && break; sleep 0.5; done
+  classes=$(flows_of "$id")
+  echo "flow classes:"; echo "$classes"
+  [ "$(wc -l <<<"$classes")" -eq 3 ] || fail "expected the default class and two flow classes"
+  idle=$(ping_rtt pv1 $NET.1 10) || fail "gold idle ping"
+  echo "gold (icmp) RTT idle (avg max ms): $idle"
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3" \
+    || fail "start bronze flood"
+  flood=$(ping_rtt pv1 $NET.1 10) || fail "gold ping under flood"
+  echo "gold (icmp) RTT under the bronze flow's flood, same guest (avg max ms): $flood"
+  out=$(T=300 guest pv1 "gears-tcp-xfer client --host $NET.1 --port 5202 --mode up --bytes 2097152") \
+    || fail "gold transfer: $out"
+  echo "gold transfer (tcp:5202) under the flood: $out"
+  classes=$(flows_of "$id")
+  echo "flow classes after:"; echo "$classes"
+  # Contrast: the flow classes withdrawn, the same flood, the same ping.
+  dom0 "gearsctl attach $id --hints flow=tcp:5201 && gearsctl attach $id --hints flow=tcp:5202,flow=icmp" || fail "withdraw"
+  for i in $(seq 20); do [ "$(flows_of "$id" | wc -l)" -eq 0 ] && break; sleep 0.5; done
+  [ "$(flows_of "$id" | wc -l)" -eq 0 ] || fail "flow classes not withdrawn: $(flows_of "$id")"
+  plain=$(ping_rtt pv1 $NET.1 10) || plain="? ?"
+  echo "contrast, no flow classes: RTT under the same flood (avg max ms): $plain"
+  guest pv1 "killall gears-tcp-xfer; true"
+  sleep 2
+  c1=$(jget "$(vif_stats "$id")" "['connects']")
+  [ "$c0" = "$c1" ] || fail "the vif reconnected ($c0 -> $c1 connects)"
+  local ia fa delayed
+  ia=${idle%% *}; fa=${flood%% *}
+  rate_mb=$(jget "$out" "['mb_s']")
+  want=$(python3 -c "s='$GOLD_RATE'; m={'K':1e3,'M':1e6,'G':1e9}; print(float(s[:-1])*m[s[-1]]/1e6 if s[-1] in m else float(s)/1e6)")
+  delayed=$(awk '$1=="flow:tcp:5201" {print $4}' <<<"$classes")
+  [ "${delayed:-0}" -gt 0 ] 2>/dev/null || fail "the bronze class was never held back: $classes"
+  python3 -c "import sys; r=$rate_mb; w=$want; sys.exit(0 if abs(r-w) <= 0.1*w else 1)" \
+    || fail "gold flow got $rate_mb MB/s, stated $want MB/s (outside 10%)"
+  python3 -c "import sys; sys.exit(0 if $fa <= 2*$ia else 1)" || fail "gold RTT under flood $fa ms > 2 x idle $ia ms"
+  pass "one guest: gold flow $rate_mb MB/s for a stated $want MB/s; gold ping avg idle $ia ms, under its own bronze flood $fa ms (without flow classes ${plain%% *} ms)"
+}
+
 case "${1:-}" in
   tcp) t_tcp ;;
   hostile) t_hostile ;;
   qos) t_qos ;;
   live) t_live ;;
   pools) t_pools ;;
+  flows) t_flows ;;
   xdp) t_xdp ;;
   xdp_port) t_xdp_port ;;
   bench) shift; t_bench "$@" ;;
   profile) shift; t_profile "$@" ;;
   ab) shift; t_ab "$@" ;;
-  *) echo "usage: $0 tcp|hostile|qos|live|pools|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]|ab SECONDS ROUNDS PARAMS_A PARAMS_B" >&2; exit 2 ;;
+  *) echo "usage: $0 tcp|hostile|qos|live|pools|flows|xdp|xdp_port|bench [SECONDS [ROUNDS]]|profile [SECONDS]|ab SECONDS ROUNDS PARAMS_A PARAMS_B" >&2; exit 2 ;;
 esac

@@ -342,6 +342,11 @@ TEST(HintsText, UnitsAndForms) {
   EXPECT_EQ(v(" class = 5 , weight = 10 ").qos, (Qos{5, 10}));
   EXPECT_EQ(v("flow=0x10,flow=3").flow_keys, (std::vector<std::uint64_t>{16, 3}));
   EXPECT_EQ(v("flow=1").scope.kind, ScopeKind::flow);
+  // Vif flow keys by name: (IP protocol << 16) | port.
+  EXPECT_EQ(v("flow=tcp:5201,flow=udp:53,flow=port:80").flow_keys,
+            (std::vector<std::uint64_t>{0x61451, 0x110035, 0x50}));
+  EXPECT_EQ(v("flow=tcp,flow=icmp,flow=icmp6").flow_keys, (std::vector<std::uint64_t>{0x60000, 0x10000, 0x3a0000}));
+  EXPECT_EQ(net_flow_key(6, 5201), 0x61451U);
   EXPECT_EQ(v("stream=1").scope.kind, ScopeKind::stream);
   EXPECT_EQ(v("pkey=0xff").process_key, ProcessKey{std::uint64_t{255}});
   EXPECT_EQ(v("pkey=77/nginx").process_key, (ProcessKey{PidComm{77, "nginx"}}));
@@ -389,6 +394,8 @@ TEST(HintsText, ErrorsNameTheKeyAndTheReason) {
   has(e("role=music"), "role", "not voice, media or alert");
   has(e("access=strided"), "access", "not sequential or random");
   has(e("flow=abc"), "flow", "not a 64-bit key");
+  for (const char* bad : {"flow=tcp:0", "flow=tcp:65536", "flow=udp:x", "flow=port", "flow=icmp:1", "flow=sctp:1"})
+    has(e(bad), "flow", "tcp[:<port>]");
   has(e("pkey=0/x"), "pkey", "pid '0' out of range");
   has(e("dev=disk/1"), "dev", "'disk' is not vbd, vif or vsnd");
   has(e("dev=vbd"), "dev", "expected <type>/<id>");
