@@ -230,7 +230,8 @@ int main(int argc, char** argv) {
   top->add_option("-d,--delay", delay, "Seconds between refreshes")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
   json_flag(top);
 
-  std::string kind, backend, hint_text;
+  std::string kind, backend;
+  std::vector<std::string> hint_texts;
   std::uint32_t devid = 0;
   std::vector<std::string> params;
   auto* attach = app.add_subcommand("attach", "Ask gearsd to host a device (and/or record static hints) for a domain");
@@ -239,7 +240,9 @@ int main(int argc, char** argv) {
   attach->add_option("devid", devid, "Device id")->capture_default_str();
   attach->add_option("--backend", backend, "xenstore backend path");
   attach->add_option("--param", params, "Device parameter key=value (repeatable)");
-  attach->add_option("--hints", hint_text, "Static hints, e.g. class=gold,rate=10M,latency=500us");
+  attach->add_option("--hints", hint_texts,
+                     "Static hints, e.g. class=gold,rate=10M,latency=500us (repeatable: one hint set each, e.g. "
+                     "flow classes: --hints flow=tcp:5201,class=bronze --hints flow=icmp,class=gold)");
   json_flag(attach);
 
   auto* detach = app.add_subcommand("detach", "Stop a device, or all devices of a domain");
@@ -372,11 +375,12 @@ int main(int argc, char** argv) {
           p[kv.substr(0, eq)] = kv.substr(eq + 1);
         }
         if (!p.empty()) req["params"] = p;
-      } else if (hint_text.empty()) {
+      } else if (hint_texts.empty()) {
         std::cerr << "gearsctl attach: give a device kind, --hints, or both\n";
         return 2;
       }
-      if (!hint_text.empty()) req["hints"] = hint_text;
+      if (hint_texts.size() == 1) req["hints"] = hint_texts[0];
+      else if (!hint_texts.empty()) req["hints"] = hint_texts;
       auto r = call(socket, req, as_json);
       if (r && !as_json) std::cout << fmt::format("dom {}: attached {}\n", dom, (*r)["attached"].dump());
       return r ? 0 : 1;

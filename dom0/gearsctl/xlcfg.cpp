@@ -292,7 +292,23 @@ ConfigResult load_gears_config(const std::string& path) {
       break;
     }
     case ESRCH: break;
-    default: return ck.error("gears_hints", "must be a string, e.g. \"class=gold,rate=10M,latency=500us\"");
+    default: {  // a list: one hint set per item
+      XLU_ConfigList* list = nullptr;
+      int n = 0;
+      if (::xlu_cfg_get_list(cfg.get(), "gears_hints", &list, &n, 1) != 0)
+        return ck.error("gears_hints", "must be a string, e.g. \"class=gold,rate=10M,latency=500us\", or a list of them");
+      if (n == 0) return ck.error("gears_hints", "the list is empty");
+      if (static_cast<std::size_t>(n) > daemon::kMaxHintSets)
+        return ck.error("gears_hints", fmt::format("at most {} hint sets", daemon::kMaxHintSets));
+      for (int i = 0; i < n; ++i) {
+        const char* item = ::xlu_cfg_get_listitem(list, i);
+        if (!item) return ck.error("gears_hints", fmt::format("item {} is not a string", i));
+        const auto hc = daemon::check_hint_text(item);
+        if (!hc.ok) return ck.error("gears_hints", fmt::format("item {}: {}", i, hc.error));
+        plan.hint_sets.emplace_back(item);
+        plan.hint_sets_parsed.push_back(hc.parsed);
+      }
+    }
   }
 
   // gears_disk: the disk's own keys (dom0/backends/blk/README.md); any other key=value is a per-disk hint.
@@ -317,7 +333,17 @@ json GearsPlan::attach_request(std::uint32_t domid) const {
   }
   json req = {{"verb", "attach"}, {"dom", domid}, {"devices", std::move(devs)}};
   if (!hints.empty()) req["hints"] = hints;
+  if (!hint_sets.empty()) req["hints"] = hint_sets;
   return req;
+}
+
+// null, {text, parsed} for a string, [{text, parsed}...] for a list.
+json GearsPlan::hints_json() const {
+  if (!hints.empty()) return {{"text", hints}, {"parsed", hints_parsed}};
+  if (hint_sets.empty()) return nullptr;
+  json out = json::array();
+  for (std::size_t i = 0; i < hint_sets.size(); ++i) out.push_back({{"text", hint_sets[i]}, {"parsed", hint_sets_parsed[i]}});
+  return out;
 }
 
 json GearsPlan::to_json(const std::string& xl) const {
@@ -332,7 +358,7 @@ json GearsPlan::to_json(const std::string& xl) const {
   return {{"file", file},
           {"name", name},
           {"type", type},
-          {"hints", hints.empty() ? json(nullptr) : json{{"text", hints}, {"parsed", hints_parsed}}},
+          {"hints", hints_json()},
           {"devices", std::move(devs)},
           {"steps", std::move(steps)},
           {"attach", wants_gearsd() ? req : json(nullptr)}};

@@ -35,15 +35,19 @@ struct GearsPlan {
   std::string file;
   std::string name;  // the domain's `name`
   std::string type;  // `type` (pv/pvh/hvm); empty if unset
-  std::string hints;  // gears_hints text as written; empty if unset
+  std::string hints;  // gears_hints text as written (a string); empty if unset or a list
   nlohmann::json hints_parsed;
+  // gears_hints as a list of strings: one hint set each (e.g. the domain's class and its flow classes).
+  std::vector<std::string> hint_sets;
+  std::vector<nlohmann::json> hint_sets_parsed;
   std::vector<PlannedDevice> devices;
 
   // The `attach` request gearsd receives once the domain exists.
   [[nodiscard]] nlohmann::json attach_request(std::uint32_t domid) const;
   // What `create` will do, for --dry-run.
   [[nodiscard]] nlohmann::json to_json(const std::string& xl = "xl") const;
-  [[nodiscard]] bool wants_gearsd() const { return !devices.empty() || !hints.empty(); }
+  [[nodiscard]] nlohmann::json hints_json() const;
+  [[nodiscard]] bool wants_gearsd() const { return !devices.empty() || !hints.empty() || !hint_sets.empty(); }
 };
 
 using ConfigResult = std::variant<GearsPlan, ConfigError>;

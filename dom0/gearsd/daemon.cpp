@@ -259,15 +259,23 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   std::string err;
   const auto dom = get_uint(req, "dom", kMaxDomid, true, err);
   if (!dom) return reply(error_response(err));
-  const auto hints = get_string(req, "hints", false, err);
-  if (!hints) return reply(error_response(err));
-  json parsed_hints;
-  hints::HintSet hint_set;
-  if (!hints->empty()) {
-    HintCheck hc = check_hint_text(*hints);
-    if (!hc.ok) return reply(error_response("hints: " + hc.error));
-    parsed_hints = std::move(hc.parsed);
-    hint_set = std::move(hc.set);
+  // "hints": one hint set's text, or an array of them (e.g. a domain class plus flow classes), each recorded.
+  std::vector<std::pair<std::string, HintCheck>> hint_sets;
+  if (auto h = req.find("hints"); h != req.end() && !h->is_null()) {
+    const bool many = h->is_array();
+    if (!h->is_string() && !many) return reply(error_response("\"hints\" must be a string or an array of strings"));
+    const json texts = many ? *h : json::array({*h});
+    if (texts.size() > kMaxHintSets)
+      return reply(error_response(fmt::format("at most {} hint sets per attach", kMaxHintSets)));
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      const std::string where = many ? fmt::format("hints[{}]", i) : "hints";
+      if (!texts[i].is_string()) return reply(error_response(where + ": not a string"));
+      const auto& text = texts[i].get_ref<const std::string&>();
+      if (text.empty() && !many) continue;  // "hints": "" = none
+      HintCheck hc = check_hint_text(text);
+      if (!hc.ok) return reply(error_response(where + ": " + hc.error));
+      hint_sets.emplace_back(text, std::move(hc));
+    }
   }
 
   // Either {"devices":[{kind,devid,...},...]} or one device given inline as {kind, devid, ...}.
@@ -279,7 +287,7 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   } else if (req.contains("kind")) {
     items.push_back(req);
   }
-  if (items.empty() && hints->empty()) return reply(error_response("attach needs \"kind\", \"devices\" or \"hints\""));
+  if (items.empty() && hint_sets.empty()) return reply(error_response("attach needs \"kind\", \"devices\" or \"hints\""));
 
   std::vector<DeviceSpec> specs;
   std::set<DeviceKey> seen;
@@ -310,9 +318,9 @@ void Daemon::verb_attach(const json& req, Reply reply) {
   };
   auto st = std::make_shared<Pending>();
   st->left = specs.size();
-  auto finish = [this, st, dom = *dom, hints = *hints, parsed_hints, hint_set, reply]() {
+  auto finish = [this, st, dom = *dom, hint_sets, reply]() {
     if (st->first_error.empty()) {
-      if (!hints.empty()) registry_.set_domain_hints(dom, hints, parsed_hints, hint_set);
+      for (const auto& [text, hc] : hint_sets) registry_.set_domain_hints(dom, text, hc.parsed, hc.set);
       json names = json::array();
       for (const auto& k : st->ok) names.push_back(k.name());
       return reply({{"ok", true}, {"dom", dom}, {"attached", std::move(names)}});

@@ -27,4 +27,7 @@ inline constexpr std::size_t kMaxHintText = 4096;
 
 [[nodiscard]] HintCheck check_hint_text(std::string_view text);
 
+// Hint sets one attach (or one xl `gears_hints` list) may record.
+inline constexpr std::size_t kMaxHintSets = 16;
+
 }  // namespace gears::daemon

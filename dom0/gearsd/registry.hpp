@@ -70,7 +70,8 @@ class DeviceRegistry {
   void shutdown(std::function<void()> done);
 
   // Static hints declared for a domain (e.g. `gears_hints` from its xl config); `parsed` is the checked form.
-  // Also publishes `set` into hints() (source config, origin "config"; upsert by subject).
+  // Also publishes `set` into hints() (source config, origin "config"; upsert by subject). domain_hints() reports
+  // the latest set given; hints() holds every subject's.
   void set_domain_hints(std::uint32_t domid, std::string text, nlohmann::json parsed, const hints::HintSet& set);
   [[nodiscard]] nlohmann::json domain_hints(std::uint32_t domid) const;
 

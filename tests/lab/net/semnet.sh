@@ -487,8 +487,8 @@ t_flows() {
   local id idle flood out rate_mb want classes c0 c1 plain
   id=$(domid pv1)
   c0=$(jget "$(vif_stats "$id")" "['connects']")
-  dom0 "gearsctl attach $id --hints flow=tcp:5201,class=bronze &&
-        gearsctl attach $id --hints flow=tcp:5202,flow=icmp,class=gold,rate=$GOLD_RATE" || fail "flow hints"
+  dom0 "gearsctl attach $id --hints flow=tcp:5201,class=bronze --hints flow=tcp:5202,flow=icmp,class=gold,rate=$GOLD_RATE" \
+    || fail "flow hints"
   for i in $(seq 20); do [ "$(flows_of "$id" | wc -l)" -eq 3 ] && break; sleep 0.5; done
   classes=$(flows_of "$id")
   echo "flow classes:"; echo "$classes"
@@ -505,7 +505,7 @@ t_flows() {
   classes=$(flows_of "$id")
   echo "flow classes after:"; echo "$classes"
   # Contrast: the flow classes withdrawn, the same flood, the same ping.
-  dom0 "gearsctl attach $id --hints flow=tcp:5201 && gearsctl attach $id --hints flow=tcp:5202,flow=icmp" || fail "withdraw"
+  dom0 "gearsctl attach $id --hints flow=tcp:5201 --hints flow=tcp:5202,flow=icmp" || fail "withdraw"
   for i in $(seq 20); do [ "$(flows_of "$id" | wc -l)" -eq 0 ] && break; sleep 0.5; done
   [ "$(flows_of "$id" | wc -l)" -eq 0 ] || fail "flow classes not withdrawn: $(flows_of "$id")"
   plain=$(ping_rtt pv1 $NET.1 10) || plain="? ?"

@@ -168,6 +168,16 @@ TEST(Daemon, AttachListStatsHintsDetach) {
   EXPECT_TRUE(f.ask({{"verb", "list"}})["devices"].empty());
   EXPECT_EQ(f.ask({{"verb", "hints"}, {"dom", 5}})["ok"], false);  // forgotten with the domain
   EXPECT_EQ(f.off_thread.load(), 0);  // every device call ran on its own worker thread
+
+  // Several hint sets in one attach (a domain class and flow classes): every one reaches the registry.
+  r = f.ask({{"verb", "attach"}, {"dom", 6},
+             {"hints", {"class=silver", "flow=tcp:5201,class=bronze", "flow=icmp,flow=tcp:22,class=gold,rate=1M"}}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = f.ask({{"verb", "hints"}, {"dom", 6}});
+  ASSERT_EQ(r["registry"]["records"].size(), 3U) << r.dump();
+  EXPECT_EQ(r["registry"]["records"][1]["hints"]["scope"], "flow");
+  EXPECT_EQ(r["registry"]["records"][2]["hints"]["rate_bps"], 1000000);
+  EXPECT_EQ(r["static"]["text"], "flow=icmp,flow=tcp:22,class=gold,rate=1M") << "the latest set";
 }
 
 TEST(Daemon, ControlReachesTheDeviceOnItsWorker) {
@@ -234,6 +244,11 @@ TEST(Daemon, RejectsBadArguments) {
       {{{"verb", "attach"}, {"dom", 5}, {"devices", "probe"}}, "\"devices\" must be an array"},
       {{{"verb", "attach"}, {"dom", 5}, {"devices", {{{"kind", "probe"}}, {{"kind", "probe"}}}}}, "listed twice"},
       {{{"verb", "attach"}, {"dom", 5}, {"kind", "probe"}, {"hints", "class=tin"}}, "hints: class: 'tin'"},
+      {{{"verb", "attach"}, {"dom", 5}, {"hints", {"class=gold", "flow=tcp:0,class=bronze"}}}, "hints[1]: flow:"},
+      {{{"verb", "attach"}, {"dom", 5}, {"hints", {"class=gold", 7}}}, "hints[1]: not a string"},
+      {{{"verb", "attach"}, {"dom", 5}, {"hints", {"class=gold", ""}}}, "hints[1]:"},
+      {{{"verb", "attach"}, {"dom", 5}, {"hints", 7}}, "must be a string or an array of strings"},
+      {{{"verb", "attach"}, {"dom", 5}, {"hints", json(std::vector<std::string>(17, "class=gold"))}}, "at most 16 hint sets"},
       {{{"verb", "hints"}}, "missing \"dom\""},
       {{{"verb", "hints"}, {"dom", 9}}, "no Gears devices or hints"},
       {{{"verb", "detach"}, {"dom", 9}, {"kind", "probe"}}, "not attached"},

@@ -101,7 +101,9 @@ TEST(XlConfig, SemanticErrors) {
       {kBase + "gears_channel = 2\n", 4, "gears_channel", "0 or 1"},
       {kBase + "gears_channel = \"yes\"\n", 4, "gears_channel", "0 or 1"},
       {kBase + "gears_channel = [ 1 ]\n", 4, "gears_channel", "0 or 1"},
-      {kBase + "gears_hints = [ \"class=gold\" ]\n", 4, "gears_hints", "must be a string"},
+      {kBase + "gears_hints = [ ]\n", 4, "gears_hints", "the list is empty"},
+      {kBase + "gears_hints = [ \"class=gold\", \"flow=tcp:99999,class=bronze\" ]\n", 4, "gears_hints", "item 1: flow:"},
+      {kBase + "gears_hints = [ \"class=gold\", \"\" ]\n", 4, "gears_hints", "item 1:"},
       {kBase + "gears_hints = \"\"\n", 4, "gears_hints", "empty"},
       {kBase + "gears_hints = \"class=gold\"\n\ngears_hints = \"class=silver\"\n", 6, "gears_hints", "first on line 4"},
       {"type = \"pv\"\ngears_channel = 1\n", 0, "name", "needs a string `name`"},
@@ -121,6 +123,22 @@ TEST(XlConfig, SemanticErrors) {
     EXPECT_EQ(e.key, c.key) << c.text;
     EXPECT_NE(e.message.find(c.needle), std::string::npos) << c.text << " -> " << e.format();
   }
+}
+
+TEST(XlConfig, HintListGivesOneSetPerItem) {
+  const auto r = load_gears_config(kConfigs + "/gears-net-flows.cfg");
+  ASSERT_TRUE(std::holds_alternative<GearsPlan>(r)) << std::get<ConfigError>(r).format();
+  const auto& p = std::get<GearsPlan>(r);
+  EXPECT_TRUE(p.hints.empty());
+  ASSERT_EQ(p.hint_sets.size(), 3U);
+  EXPECT_EQ(p.hint_sets[1], "flow=tcp:5201,class=bronze");
+  EXPECT_EQ(p.hint_sets_parsed[2]["scope"], "flow");
+  EXPECT_EQ(p.hint_sets_parsed[2]["flow_keys"].size(), 2U);
+  const auto req = p.attach_request(7);
+  ASSERT_TRUE(req["hints"].is_array());
+  EXPECT_EQ(req["hints"].size(), 3U);
+  EXPECT_EQ(req["devices"][0]["kind"], "vif");
+  EXPECT_EQ(p.to_json()["hints"][2]["parsed"]["rate_bps"], 1000000);
 }
 
 TEST(XlConfig, DeviceListsBecomePlannedDevices) {
