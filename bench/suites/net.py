@@ -7,6 +7,9 @@ collide with the channel suite's stock vif on 10.99.0.0/24:
   `extra.xdp`: the same over a Gears vif with the AF_XDP host side (host=xdp: on a veth, 10.95.0.0/24);
 - net.qos_gold_rtt_us: `semnet.sh qos`, gold's (pvh1) mean ping RTT while bronze (pv1) floods TCP, over Gears
   vifs with QoS and over netback vifs (lower is better). The qos run's pass/fail verdict is kept in `extra`.
+- net.flow_gold_rtt_us: `semnet.sh flows`, one guest (pv1): its ping (icmp, a gold flow class) mean RTT while the
+  same guest floods TCP in a bronze flow class; over netback the same guest and flood (netback has no flow
+  classes). `extra` keeps the idle RTTs, the RTT without flow classes, gold's transfer rate and the verdict.
 """
 import json
 import re
@@ -87,3 +90,34 @@ def run(ctx) -> None:
         rtt["errors"]["netback"] = "netback contrast not measured (see raw/*net-qos*)"
     rtt["extra"] = {k: qos.get(k) for k in ("ours_idle", "netback_idle", "ours_flood", "netback_flood", "gold_mb_s",
                                             "verdict", "last_line")}
+
+    frtt = ctx.res.add("net.flow_gold_rtt_us", "us", "lower")
+    frtt["conditions"] = {"guest": "pv1 alone", "gold": "flow=tcp:5202,flow=icmp,class=gold,rate=200K",
+                          "bronze": "flow=tcp:5201,class=bronze, TCP flood to dom0 from the same guest",
+                          "rtt": "busybox ping, mean of 10"}
+    fl: dict = {}
+
+    def flows_run() -> float:
+        rc, out, err = ctx.lab.run("net-flows", env + [str(script), "flows"], 900)
+        def pair(label):
+            m = re.search(re.escape(label) + r"[^:]*:\s*([0-9.]+)\s+([0-9.]+)", out)
+            return (float(m.group(1)), float(m.group(2))) if m else None
+        fl.update({"ours_idle": pair("gold (icmp) RTT idle"), "ours_flood": pair("gold (icmp) RTT under"),
+                   "ours_no_classes": pair("contrast, no flow classes"),
+                   "netback_idle": pair("netback flow contrast RTT idle"),
+                   "netback_flood": pair("netback flow contrast RTT under"),
+                   "verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
+        m = re.search(r"gold transfer \(tcp:5202\) under the flood: (\{.*\})", out)
+        if m:
+            fl["gold_mb_s"] = json.loads(m.group(1)).get("mb_s")
+        if not fl["ours_flood"]:
+            raise B.StepError(f"semnet.sh flows rc={rc}: no RTT under flood: {B.short(out + err)}")
+        return fl["ours_flood"][0] * 1000
+
+    B.Results.ours(frtt, flows_run)
+    nb = fl.get("netback_flood")
+    frtt["peers"]["netback"] = nb[0] * 1000 if nb else None
+    if not nb:
+        frtt["errors"]["netback"] = "netback contrast not measured (see raw/*net-flows*)"
+    frtt["extra"] = {k: fl.get(k) for k in ("ours_idle", "netback_idle", "ours_flood", "netback_flood", "ours_no_classes",
+                                           "gold_mb_s", "verdict", "last_line")}

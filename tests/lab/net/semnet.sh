@@ -512,6 +512,19 @@ t_flows() {
   echo "contrast, no flow classes: RTT under the same flood (avg max ms): $plain"
   guest pv1 "killall gears-tcp-xfer; true"
   sleep 2
+  # Stock netback, the same guest and scenario (it has no flow classes): printed, not asserted.
+  if stock_vif pv1; then
+    local sidle sflood
+    sidle=$(ping_rtt pv1 $SNET.1 10) || sidle="? ?"
+    echo "netback flow contrast RTT idle (avg max ms): $sidle"
+    guest pv1 "(gears-tcp-xfer client --host $SNET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood3.log 2>&1 &); sleep 3"
+    sflood=$(ping_rtt pv1 $SNET.1 10) || sflood="? ?"
+    echo "netback flow contrast RTT under the same guest's flood (avg max ms): $sflood"
+    guest pv1 "killall gears-tcp-xfer; true"
+    sleep 2
+  else
+    echo "netback flow contrast: not measured"
+  fi
   c1=$(jget "$(vif_stats "$id")" "['connects']")
   [ "$c0" = "$c1" ] || fail "the vif reconnected ($c0 -> $c1 connects)"
   local ia fa delayed
