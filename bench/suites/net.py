@@ -103,7 +103,9 @@ def run(ctx) -> None:
             m = re.search(re.escape(label) + r"[^:]*:\s*([0-9.]+)\s+([0-9.]+)", out)
             return (float(m.group(1)), float(m.group(2))) if m else None
         fl.update({"ours_idle": pair("gold (icmp) RTT idle"), "ours_flood": pair("gold (icmp) RTT under"),
-                   "ours_no_classes": pair("contrast, no flow classes"),
+                   "ours_no_classes": pair("contrast, no flow classes: RTT under the same flood"),
+                   "ours_rx_flood": pair("gold (icmp) RTT under the bronze flow's download"),
+                   "ours_rx_no_classes": pair("contrast, no flow classes: RTT under the same download"),
                    "netback_idle": pair("netback flow contrast RTT idle"),
                    "netback_flood": pair("netback flow contrast RTT under"),
                    "verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
@@ -120,4 +122,4 @@ def run(ctx) -> None:
     if not nb:
         frtt["errors"]["netback"] = "netback contrast not measured (see raw/*net-flows*)"
     frtt["extra"] = {k: fl.get(k) for k in ("ours_idle", "netback_idle", "ours_flood", "netback_flood", "ours_no_classes",
-                                           "gold_mb_s", "verdict", "last_line")}
+                                           "ours_rx_flood", "ours_rx_no_classes", "gold_mb_s", "verdict", "last_line")}

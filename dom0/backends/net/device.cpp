@@ -491,6 +491,7 @@ void NetDevice::release_flows() {
         }
       }
     }
+    st_.rx_flow_dropped += c.rx_held.size();  // not yet delivered: lost as a flushed queue would be
     if (c.slot) QosBoard::instance().release(*c.slot);
   }
   if (wrote) host_->flush();
@@ -570,6 +571,52 @@ void NetDevice::drain_flows(std::int64_t now) {
   }
   if (wrote) host_->flush();
   if (wait != INT64_MAX) schedule_resume(wait);
+}
+
+// RX with flow classes: everything the host has is read now, whether or not the guest posted buffers, so a better
+// class's frame never waits behind a worse class's in the host's queue. Each frame joins its class's FIFO (at most
+// kRxClassBacklog bytes; beyond, it is dropped and counted: the sender backs off); service_rx() delivers the best
+// class first.
+void NetDevice::pull_rx() {
+  if (rx_scratch_.size() < kRxBuf) rx_scratch_.resize(kRxBuf);
+  for (int i = 0; i < 256; ++i) {
+    virtio_net_hdr h{};
+    auto r = host_->read(h, rx_scratch_);
+    if (!r) return;
+    if (*r == 0) {  // did not fit our buffer
+      ++st_.rx_dropped;
+      continue;
+    }
+    const std::span<std::byte> bytes{rx_scratch_.data(), *r};
+    auto plan = plan_rx(RxHeader{h.flags, h.gso_type, h.gso_size, h.csum_start, h.csum_offset}, bytes, fe_rx_);
+    if (!plan) {
+      ++st_.rx_dropped;
+      continue;
+    }
+    if (plan->sw_csum) {
+      if (!complete_partial_csum(bytes, h.csum_start, h.csum_offset)) {
+        ++st_.rx_dropped;
+        continue;
+      }
+      ++st_.rx_csum_sw;
+    }
+    std::size_t ci = 1 + classify(flow_rules_, flow_tuple(bytes));
+    if (ci >= flows_.size()) ci = 0;
+    FlowClass& c = flows_[ci];
+    if (c.rx_held_bytes + bytes.size() > kRxClassBacklog) {
+      ++c.rx_dropped;
+      ++st_.rx_flow_dropped;
+      continue;
+    }
+    FlowClass::RxHeld held;
+    held.bytes.assign(bytes.begin(), bytes.end());
+    held.frame.hdr = h;
+    held.frame.len = bytes.size();
+    held.frame.plan = *plan;
+    held.frame.pool_page = SIZE_MAX;
+    c.rx_held_bytes += bytes.size();
+    c.rx_held.push_back(std::move(held));
+  }
 }
 
 std::uint64_t NetDevice::refresh_rate(std::int64_t now) {
@@ -958,9 +1005,12 @@ void NetDevice::set_host_polling(bool on) {
 void NetDevice::service_rx() {
   if (queues_.empty()) return;
   Queue& q = *queues_[0];  // all RX on queue 0: one TAP fd, and TCP needs its frames in order
+  const bool classes = !flows_.empty();
   for (int round = 0; round < kMaxRounds; ++round) {
     rx_copy_->clear();
     rx_slots_.clear();
+    rx_taken_.clear();
+    if (classes) pull_rx();
     std::size_t nframes = 0, waiting_for = 0, pool_next = 0;
     bool host_empty = false;
     while (nframes < kRxBatchFrames && (!rx_pool_ || pool_next + kRxFramePages <= kRxPoolPages)) {
@@ -971,6 +1021,26 @@ void NetDevice::service_rx() {
         rx_stash_.reset();
         std::swap(rx_taken_buf_, rx_stash_buf_);  // its bytes stay put until this round's copies ran
         f.data = rx_taken_buf_.data();
+      } else if (classes) {  // the best class's oldest frame (pull_rx)
+        FlowClass* best = nullptr;
+        for (const std::size_t i : flow_order_) {
+          if (!flows_[i].rx_held.empty()) {
+            best = &flows_[i];
+            break;
+          }
+        }
+        if (best == nullptr) {
+          host_empty = true;
+          break;
+        }
+        auto& h = best->rx_held.front();
+        rx_taken_.push_back(std::move(h.bytes));
+        f = h.frame;
+        f.data = rx_taken_.back().data();
+        best->rx_held_bytes -= f.len;
+        ++best->rx_packets;
+        best->rx_bytes += f.len;
+        best->rx_held.pop_front();
       } else {
         std::span<std::byte> room;
         if (rx_pool_) {
@@ -1095,7 +1165,7 @@ void NetDevice::service_rx() {
       auto more = q.rx->wait_for_requests(static_cast<std::uint32_t>(waiting_for));
       if (!more) return close(more.error().what);
       if (*more) continue;
-      set_host_polling(false);
+      set_host_polling(classes);  // with classes the host is read ahead (pull_rx), so it never backs up behind us
       return;
     }
     set_host_polling(true);
@@ -1160,6 +1230,7 @@ nlohmann::json NetDevice::stats() const {
           {"policy_changes", st_.policy_changes},
           {"tx_flow_delayed", st_.tx_flow_delayed},
           {"tx_flow_dropped", st_.tx_flow_dropped},
+          {"rx_flow_dropped", st_.rx_flow_dropped},
           {"flows", flow_stats()},
           {"classes", flow_classes()},
           {"last_error", last_error_}};
@@ -1171,7 +1242,8 @@ nlohmann::json NetDevice::flow_classes() const {
   for (std::size_t i = 0; i < flows_.size(); ++i) {
     const auto& c = flows_[i];
     const auto cls = (i == 0 ? cfg_.qos : c.rule.policy).to_json()["class"].get<std::string>();
-    out[cls + " " + (i == 0 ? std::string("default") : c.rule.subject)] = {{"reqs", c.packets}, {"bytes", c.bytes}};
+    out[cls + " " + (i == 0 ? std::string("default") : c.rule.subject)] = {{"reqs", c.packets + c.rx_packets},
+                                                                           {"bytes", c.bytes + c.rx_bytes}};
   }
   return out;
 }
@@ -1194,7 +1266,11 @@ nlohmann::json NetDevice::flow_stats() const {
                    {"bytes", c.bytes},
                    {"delayed", c.delayed},
                    {"dropped", c.dropped},
-                   {"backlog_bytes", c.held_bytes}});
+                   {"backlog_bytes", c.held_bytes},
+                   {"rx_packets", c.rx_packets},
+                   {"rx_bytes", c.rx_bytes},
+                   {"rx_dropped", c.rx_dropped},
+                   {"rx_backlog_bytes", c.rx_held_bytes}});
   }
   return out;
 }

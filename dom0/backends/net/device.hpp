@@ -91,6 +91,7 @@ struct VifStats {
   std::uint64_t tx_merged = 0;  // guest frames appended to the previous one (coalesce): host writes saved
   std::uint64_t tx_split = 0, tx_map_failures = 0;  // frames written split (tx-split); batches whose map failed
   std::uint64_t tx_flow_delayed = 0, tx_flow_dropped = 0;  // frames a flow class held back; dropped (backlog full)
+  std::uint64_t rx_flow_dropped = 0;  // RX frames dropped: their class's FIFO was full
   std::array<std::uint64_t, kMergeResults> tx_merge_refused{};  // why a frame started a new host write, by reason
 };
 
@@ -175,6 +176,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
   [[nodiscard]] TokenBucket& class_bucket(std::size_t i);
   void admit(TxItem& it, const std::byte* pages, std::int64_t now);
   void drain_flows(std::int64_t now);
+  void pull_rx();
   [[nodiscard]] nlohmann::json flow_stats() const;
   [[nodiscard]] nlohmann::json flow_classes() const;
 
@@ -254,13 +256,23 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     std::deque<Held> held;            // FIFO: the class's frames keep their order
     std::size_t held_bytes = 0;
     std::uint64_t packets = 0, bytes = 0, delayed = 0, dropped = 0;
+    // RX: frames read from the host ahead of the guest's buffers, in arrival order (pull_rx()).
+    struct RxHeld {
+      RxFrame frame;
+      std::vector<std::byte> bytes;
+    };
+    std::deque<RxHeld> rx_held;
+    std::size_t rx_held_bytes = 0;
+    std::uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0;
     std::uint64_t tick_bytes = 0, achieved_bps = 0;
     bool contended = false;
   };
   std::vector<FlowRule> flow_rules_;
   std::vector<FlowClass> flows_;
   std::vector<std::size_t> flow_order_;  // flows_ indices, best class first: the order backlogs drain in
-  std::size_t flows_held_ = 0;           // frames in all backlogs
+  std::size_t flows_held_ = 0;           // frames in all TX backlogs
+  std::vector<std::vector<std::byte>> rx_taken_;  // this RX round's frames taken from rx_held (alive until copied)
+  std::vector<std::byte> rx_scratch_;             // pull_rx()'s read buffer
   VifStats st_;
   std::string last_error_;
   std::shared_ptr<const char> alive_ = std::make_shared<const char>('\0');

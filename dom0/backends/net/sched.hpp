@@ -29,6 +29,9 @@
 // which a timer releases it as tokens come; a frame that finds the backlog full is dropped and counted, as a
 // shaping qdisc would. Frames of one class keep their order, so no TCP flow is reordered; frames of different
 // classes may overtake each other (that is the point: gold's ping does not wait behind bronze's bulk).
+// RX (dom0 -> domU) with flow classes is prioritised, not shaped: the host side is read ahead of the guest's
+// buffers into per-class FIFOs (kRxClassBacklog bytes each, dropped beyond) and the guest's buffers are filled
+// best class first.
 #pragma once
 
 #include <array>
@@ -130,6 +133,7 @@ class QosBoard {
 inline constexpr std::size_t kMaxFlowRules = 8;                   // per domain; further flow sets are ignored (logged)
 inline constexpr std::size_t kFlowBacklogMin = 256 * 1024;       // bytes a throttled class may hold, at least
 inline constexpr std::size_t kFlowBacklogMax = 4 * 1024 * 1024;  // and at most (else 100 ms of its rate)
+inline constexpr std::size_t kRxClassBacklog = 1024 * 1024;     // RX bytes a class may hold ahead of the guest
 [[nodiscard]] constexpr std::size_t flow_backlog_limit(std::uint64_t rate_Bps) {
   const std::uint64_t r = rate_Bps / 10;
   return r < kFlowBacklogMin ? kFlowBacklogMin : r > kFlowBacklogMax ? kFlowBacklogMax : static_cast<std::size_t>(r);

@@ -504,12 +504,32 @@ t_flows() {
   echo "gold transfer (tcp:5202) under the flood: $out"
   classes=$(flows_of "$id")
   echo "flow classes after:"; echo "$classes"
+  guest pv1 "killall gears-tcp-xfer; true"
+  sleep 2
+  # RX: the same guest downloads on tcp:5201 (bronze) while it pings; the echo replies are gold RX frames.
+  local rxflood rxplain
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 1073741824 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
+    || fail "start bronze download"
+  rxflood=$(ping_rtt pv1 $NET.1 10) || fail "gold ping under the download"
+  echo "gold (icmp) RTT under the bronze flow's download, same guest (avg max ms): $rxflood"
+  echo "rx by class: $(vif_stats "$id" | python3 -c "import json,sys; d=json.load(sys.stdin)
+print([(f['flow'], f['rx_packets'], f['rx_dropped']) for f in d['flows']])")"
+  guest pv1 "killall gears-tcp-xfer; true"
+  sleep 2
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3" \
+    || fail "restart bronze flood"
   # Contrast: the flow classes withdrawn, the same flood, the same ping.
   dom0 "gearsctl attach $id --hints flow=tcp:5201 --hints flow=tcp:5202,flow=icmp" || fail "withdraw"
   for i in $(seq 20); do [ "$(flows_of "$id" | wc -l)" -eq 0 ] && break; sleep 0.5; done
   [ "$(flows_of "$id" | wc -l)" -eq 0 ] || fail "flow classes not withdrawn: $(flows_of "$id")"
   plain=$(ping_rtt pv1 $NET.1 10) || plain="? ?"
   echo "contrast, no flow classes: RTT under the same flood (avg max ms): $plain"
+  guest pv1 "killall gears-tcp-xfer; true"
+  sleep 2
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 1073741824 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
+    || fail "restart bronze download"
+  rxplain=$(ping_rtt pv1 $NET.1 10) || rxplain="? ?"
+  echo "contrast, no flow classes: RTT under the same download (avg max ms): $rxplain"
   guest pv1 "killall gears-tcp-xfer; true"
   sleep 2
   # Stock netback, the same guest and scenario (it has no flow classes): printed, not asserted.
@@ -536,7 +556,7 @@ t_flows() {
   python3 -c "import sys; r=$rate_mb; w=$want; sys.exit(0 if abs(r-w) <= 0.1*w else 1)" \
     || fail "gold flow got $rate_mb MB/s, stated $want MB/s (outside 10%)"
   python3 -c "import sys; sys.exit(0 if $fa <= 2*$ia else 1)" || fail "gold RTT under flood $fa ms > 2 x idle $ia ms"
-  pass "one guest: gold flow $rate_mb MB/s for a stated $want MB/s; gold ping avg idle $ia ms, under its own bronze flood $fa ms (without flow classes ${plain%% *} ms)"
+  pass "one guest: gold flow $rate_mb MB/s for a stated $want MB/s; gold ping avg idle $ia ms, under its own bronze flood $fa ms (without flow classes ${plain%% *} ms), under its own bronze download ${rxflood%% *} ms (without ${rxplain%% *} ms)"
 }
 
 case "${1:-}" in

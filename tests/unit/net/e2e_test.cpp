@@ -933,6 +933,95 @@ TEST_F(NetE2E, FlowClassesShapeOnlyTheirOwnFrames) {
   d0.shutdown();
 }
 
+// RX with flow classes: the host's frames are read ahead of the guest's buffers into per-class FIFOs, so a better
+// class's frame overtakes a worse class's backlog; a full FIFO drops (counted), the rest arrives in order.
+TEST_F(NetE2E, FlowClassesDeliverTheBetterClassFirstToTheGuest) {
+  daemon::HintRegistry reg;
+  Dom0 d0;
+  d0.add(5, json::object(), {}, &reg);
+  {
+    Guest g(5, {.rx_initial = 0});  // no buffers yet: frames for the guest wait in dom0
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    for (const char* text : {"flow=udp:9000,class=bronze", "flow=udp:7000,class=gold"}) {
+      auto h = hints::parse_text(text);
+      ASSERT_TRUE(h.ok());
+      ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
+    }
+    auto flows = [&] { return d0.stats(5)["flows"]; };
+    ASSERT_TRUE(eventually([&] { return flows().size() == 3; }, 3000)) << flows().dump();
+    auto write = [&](const std::vector<std::byte>& f) {
+      return eventually([&] { return static_cast<bool>(d0.host(5).write(virtio_net_hdr{}, f)); }, 5000);
+    };
+    auto rx_backlog = [&] {
+      std::size_t n = 0;
+      for (const auto& c : flows()) n += c["rx_backlog_bytes"].get<std::size_t>();
+      return n;
+    };
+    std::vector<std::vector<std::byte>> bronze;
+    for (std::uint16_t i = 0; i < 10; ++i) {
+      bronze.push_back(udp_frame(1000, 9000, i));
+      ASSERT_TRUE(write(bronze.back()));
+    }
+    // Taken from the host although the guest has no buffer (the first one waits in the stash).
+    ASSERT_TRUE(eventually([&] { return rx_backlog() == 9 * 1000; }, 5000)) << flows().dump();
+    const auto gold = udp_frame(1000, 7000, 999);
+    ASSERT_TRUE(write(gold));
+    ASSERT_TRUE(eventually([&] { return rx_backlog() == 10 * 1000; }, 5000)) << flows().dump();
+    ASSERT_TRUE(g.front.post_rx());
+    std::vector<std::vector<std::byte>> got;
+    for (std::size_t i = 0; i < 11; ++i) {
+      auto f = guest_recv(g);
+      ASSERT_TRUE(f) << "frame " << i;
+      got.push_back(std::move(*f));
+      ASSERT_TRUE(g.front.post_rx());
+    }
+    EXPECT_EQ(got[0], bronze[0]) << "the frame already waiting for a buffer goes first";
+    EXPECT_EQ(got[1], gold) << "gold overtakes the bronze backlog";
+    got.erase(got.begin() + 1);
+    EXPECT_EQ(got, bronze);
+    EXPECT_EQ(flows()[1]["rx_packets"].get<int>() + flows()[2]["rx_packets"].get<int>(), 11) << flows().dump();
+
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
+  daemon::HintRegistry reg;
+  Dom0 d0;
+  d0.add(5, json::object(), {}, &reg);
+  {
+    Guest g(5, {.rx_initial = 0});
+    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
+    auto h = hints::parse_text("flow=udp:9000,class=bronze");
+    ASSERT_TRUE(h.ok());
+    ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
+    auto flows = [&] { return d0.stats(5)["flows"]; };
+    ASSERT_TRUE(eventually([&] { return flows().size() == 2; }, 3000)) << flows().dump();
+    // 20 frames of 60000 bytes (1.2 MB) while the guest takes nothing: one waits in the stash, 17 fill the class's
+    // 1 MiB FIFO, 2 are dropped.
+    for (std::uint16_t i = 0; i < 20; ++i) {
+      const auto f = udp_frame(60000, 9000, i);
+      ASSERT_TRUE(eventually([&] { return static_cast<bool>(d0.host(5).write(virtio_net_hdr{}, f)); }, 5000)) << i;
+    }
+    ASSERT_TRUE(eventually([&] { return flows()[1]["rx_dropped"] == 2; }, 5000)) << flows().dump();
+    EXPECT_EQ(flows()[1]["rx_backlog_bytes"], 17 * 60000);
+    EXPECT_EQ(d0.stats(5)["rx_flow_dropped"], 2);
+    std::vector<std::uint16_t> seqs;
+    ASSERT_TRUE(g.front.post_rx());
+    for (std::size_t i = 0; i < 18; ++i) {
+      auto f = guest_recv(g);
+      ASSERT_TRUE(f && f->size() == 60000) << "frame " << i;
+      seqs.push_back(static_cast<std::uint16_t>(std::to_integer<unsigned>((*f)[60]) << 8U | std::to_integer<unsigned>((*f)[61])));
+      ASSERT_TRUE(g.front.post_rx());
+    }
+    EXPECT_EQ(seqs.size(), 18U);
+    EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
+    EXPECT_EQ(seqs.front(), 0);
+    EXPECT_EQ(flows()[1]["rx_backlog_bytes"], 0);
+  }
+  d0.shutdown();
+}
+
 TEST_F(NetE2E, XdpHostParams) {
   const auto c = parse_vif_config({{"host", "xdp:eth1"}, {"xdp-mode", "skb"}}, 5, 1);
   EXPECT_EQ(c.xdp_if, "eth1");
