@@ -508,7 +508,7 @@ t_flows() {
   sleep 2
   # RX: the same guest downloads on tcp:5201 (bronze) while it pings; the echo replies are gold RX frames.
   local rxflood rxplain
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 1073741824 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 8589934592 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
     || fail "start bronze download"
   rxflood=$(ping_rtt pv1 $NET.1 10) || fail "gold ping under the download"
   echo "gold (icmp) RTT under the bronze flow's download, same guest (avg max ms): $rxflood"
@@ -526,7 +526,7 @@ print([(f['flow'], f['rx_packets'], f['rx_dropped']) for f in d['flows']])")"
   echo "contrast, no flow classes: RTT under the same flood (avg max ms): $plain"
   guest pv1 "killall gears-tcp-xfer; true"
   sleep 2
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 1073741824 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
+  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 8589934592 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
     || fail "restart bronze download"
   rxplain=$(ping_rtt pv1 $NET.1 10) || rxplain="? ?"
   echo "contrast, no flow classes: RTT under the same download (avg max ms): $rxplain"
