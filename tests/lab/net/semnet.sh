@@ -162,8 +162,7 @@ t_qos() {
   sleep 1
   idle=$(ping_rtt pvh1 $NET.1) || fail "gold idle ping"
   echo "semnet gold RTT idle (avg max ms): $idle"
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3; cat /tmp/flood.log" \
-    || fail "start bronze flood"
+  start_flood pv1 /tmp/flood.log --host $NET.1 --port 5201 --mode up --bytes 1073741824 || fail "start bronze flood"
   flood=$(ping_rtt pvh1 $NET.1) || fail "gold ping under flood"
   echo "semnet gold RTT under bronze flood (avg max ms): $flood"
   rate_out=$(T=300 guest pvh1 "gears-tcp-xfer client --host $NET.1 --port 5202 --mode up --bytes 16777216") \
@@ -201,7 +200,7 @@ stock_contrast() {
   for g in pv1 pvh1; do stock_vif "$g" || return 1; done
   ia=$(ping_rtt pvh1 $SNET.1) || return 1
   echo "netback gold RTT idle (avg max ms): $ia"
-  guest pv1 "(gears-tcp-xfer client --host $SNET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood2.log 2>&1 &); sleep 3"
+  start_flood pv1 /tmp/flood2.log --host $SNET.1 --port 5201 --mode up --bytes 1073741824 || return 1
   fa=$(ping_rtt pvh1 $SNET.1) || return 1
   echo "netback gold RTT under flood (avg max ms): $fa"
   guest pv1 "killall gears-tcp-xfer; true"
@@ -475,6 +474,12 @@ t_ab() {
 # flow-scoped hints (gearsctl attach --hints flow=...), applied live; withdrawn by a set naming only the keys.
 # Asserted: gold's stated rate holds within 10%, its ping RTT under the flood stays <= 2x idle, the bronze class
 # was held back, nothing reconnected. The same ping without flow classes is printed for contrast.
+# A background gears-tcp-xfer client in guest $1 (log $2, client args after): fails unless it still runs 3 s later
+# (a refused connection must not pass for a flood).
+start_flood() {
+  local g=$1 log=$2; shift 2
+  guest "$g" "(gears-tcp-xfer client $* >$log 2>&1 &); sleep 3; pidof gears-tcp-xfer >/dev/null || { cat $log; exit 1; }"
+}
 flows_of() {  # the vif's flow classes: "flow class packets delayed dropped" per line
   vif_stats "$1" | python3 -c "import json,sys; d=json.load(sys.stdin)
 for f in d['flows']: print(f['flow'], f['qos']['class'], f.get('packets', '-'), f.get('delayed', '-'), f.get('dropped', '-'))"
@@ -495,7 +500,7 @@ t_flows() {
   [ "$(wc -l <<<"$classes")" -eq 3 ] || fail "expected the default class and two flow classes"
   idle=$(ping_rtt pv1 $NET.1 10) || fail "gold idle ping"
   echo "gold (icmp) RTT idle (avg max ms): $idle"
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3" \
+  start_flood pv1 /tmp/flood.log --host $NET.1 --port 5201 --mode up --bytes 1073741824 \
     || fail "start bronze flood"
   flood=$(ping_rtt pv1 $NET.1 10) || fail "gold ping under flood"
   echo "gold (icmp) RTT under the bronze flow's flood, same guest (avg max ms): $flood"
@@ -508,7 +513,7 @@ t_flows() {
   sleep 2
   # RX: the same guest downloads on tcp:5201 (bronze) while it pings; the echo replies are gold RX frames.
   local rxflood rxplain
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 8589934592 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
+  start_flood pv1 /tmp/dflood.log --host $NET.1 --port 5201 --mode down --bytes 8589934592 \
     || fail "start bronze download"
   rxflood=$(ping_rtt pv1 $NET.1 10) || fail "gold ping under the download"
   echo "gold (icmp) RTT under the bronze flow's download, same guest (avg max ms): $rxflood"
@@ -516,7 +521,7 @@ t_flows() {
 print([(f['flow'], f['rx_packets'], f['rx_dropped']) for f in d['flows']])")"
   guest pv1 "killall gears-tcp-xfer; true"
   sleep 2
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood.log 2>&1 &) ; sleep 3" \
+  start_flood pv1 /tmp/flood.log --host $NET.1 --port 5201 --mode up --bytes 1073741824 \
     || fail "restart bronze flood"
   # Contrast: the flow classes withdrawn, the same flood, the same ping.
   dom0 "gearsctl attach $id --hints flow=tcp:5201 --hints flow=tcp:5202,flow=icmp" || fail "withdraw"
@@ -526,7 +531,7 @@ print([(f['flow'], f['rx_packets'], f['rx_dropped']) for f in d['flows']])")"
   echo "contrast, no flow classes: RTT under the same flood (avg max ms): $plain"
   guest pv1 "killall gears-tcp-xfer; true"
   sleep 2
-  guest pv1 "(gears-tcp-xfer client --host $NET.1 --port 5201 --mode down --bytes 8589934592 >/tmp/dflood.log 2>&1 &) ; sleep 3" \
+  start_flood pv1 /tmp/dflood.log --host $NET.1 --port 5201 --mode down --bytes 8589934592 \
     || fail "restart bronze download"
   rxplain=$(ping_rtt pv1 $NET.1 10) || rxplain="? ?"
   echo "contrast, no flow classes: RTT under the same download (avg max ms): $rxplain"
@@ -537,9 +542,12 @@ print([(f['flow'], f['rx_packets'], f['rx_dropped']) for f in d['flows']])")"
     local sidle sflood
     sidle=$(ping_rtt pv1 $SNET.1 10) || sidle="? ?"
     echo "netback flow contrast RTT idle (avg max ms): $sidle"
-    guest pv1 "(gears-tcp-xfer client --host $SNET.1 --port 5201 --mode up --bytes 1073741824 >/tmp/flood3.log 2>&1 &); sleep 3"
-    sflood=$(ping_rtt pv1 $SNET.1 10) || sflood="? ?"
-    echo "netback flow contrast RTT under the same guest's flood (avg max ms): $sflood"
+    if start_flood pv1 /tmp/flood3.log --host $SNET.1 --port 5201 --mode up --bytes 1073741824; then
+      sflood=$(ping_rtt pv1 $SNET.1 10) || sflood="? ?"
+      echo "netback flow contrast RTT under the same guest's flood (avg max ms): $sflood"
+    else
+      echo "netback flow contrast: the flood did not start"
+    fi
     guest pv1 "killall gears-tcp-xfer; true"
     sleep 2
   else
