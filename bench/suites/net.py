@@ -19,6 +19,12 @@ import bench_run as B
 ENV = ["env", "GEARS_SEMNET_NET=10.97.0", "GEARS_SEMNET_STOCK_NET=10.96.0"]
 
 
+def rtt_pair(out: str, label: str):
+    """(avg, max) ms from a semnet.sh line "<label> ... (avg max ms): A M", or None."""
+    m = re.search(re.escape(label) + r"[^:]*:\s*([0-9.]+)\s+([0-9.]+)", out)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
 def run(ctx) -> None:
     script = B.REPO / "tests" / "lab" / "net" / "semnet.sh"
     env = ENV + [f"GEARS_LABCTL={B.LABCTL}"]
@@ -71,8 +77,7 @@ def run(ctx) -> None:
     def qos_run() -> float:
         rc, out, err = ctx.lab.run("net-qos", env + [str(script), "qos"], 1200)
         def pair(label):
-            m = re.search(re.escape(label) + r"[^:]*:\s*([0-9.]+)\s+([0-9.]+)", out)
-            return (float(m.group(1)), float(m.group(2))) if m else None
+            return rtt_pair(out, label)
         qos.update({"ours_idle": pair("semnet gold RTT idle"), "ours_flood": pair("semnet gold RTT under bronze flood"),
                     "netback_idle": pair("netback gold RTT idle"), "netback_flood": pair("netback gold RTT under flood"),
                     "verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
@@ -100,8 +105,7 @@ def run(ctx) -> None:
     def flows_run() -> float:
         rc, out, err = ctx.lab.run("net-flows", env + [str(script), "flows"], 900)
         def pair(label):
-            m = re.search(re.escape(label) + r"[^:]*:\s*([0-9.]+)\s+([0-9.]+)", out)
-            return (float(m.group(1)), float(m.group(2))) if m else None
+            return rtt_pair(out, label)
         fl.update({"ours_idle": pair("gold (icmp) RTT idle"), "ours_flood": pair("gold (icmp) RTT under"),
                    "ours_no_classes": pair("contrast, no flow classes: RTT under the same flood"),
                    "ours_rx_flood": pair("gold (icmp) RTT under the bronze flow's download"),

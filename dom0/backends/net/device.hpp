@@ -267,6 +267,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     std::uint64_t tick_bytes = 0, achieved_bps = 0;
     bool contended = false;
   };
+  void write_held(const FlowClass::Held& h);
   std::vector<FlowRule> flow_rules_;
   std::vector<FlowClass> flows_;
   std::vector<std::size_t> flow_order_;  // flows_ indices, best class first: the order backlogs drain in

