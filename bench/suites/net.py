@@ -69,61 +69,46 @@ def run(ctx) -> None:
         rx["errors"]["ours"] = tcp["errors"].get("ours", "not measured")
         rx["peers"]["netback"] = None
 
-    rtt = ctx.res.add("net.qos_gold_rtt_us", "us", "lower")
-    rtt["conditions"] = {"gold": "pvh1, class=gold rate=200K (GEARS_SEMNET_RATE)", "bronze": "pv1, class=bronze, TCP flood to dom0",
-                         "rtt": "busybox ping, mean of 20"}
-    qos: dict = {}
+    rtt_figure(ctx, env, script, "net.qos_gold_rtt_us", "qos", 1200,
+               {"gold": "pvh1, class=gold rate=200K (GEARS_SEMNET_RATE)", "bronze": "pv1, class=bronze, TCP flood to dom0",
+                "rtt": "busybox ping, mean of 20"},
+               {"ours_idle": "semnet gold RTT idle", "netback_idle": "netback gold RTT idle",
+                "ours_flood": "semnet gold RTT under bronze flood", "netback_flood": "netback gold RTT under flood"},
+               r"gold transfer under flood: (\{.*\})")
+    rtt_figure(ctx, env, script, "net.flow_gold_rtt_us", "flows", 900,
+               {"guest": "pv1 alone", "gold": "flow=tcp:5202,flow=icmp,class=gold,rate=200K",
+                "bronze": "flow=tcp:5201,class=bronze, TCP flood to dom0 from the same guest",
+                "rtt": "busybox ping, mean of 10"},
+               {"ours_idle": "gold (icmp) RTT idle", "netback_idle": "netback flow contrast RTT idle",
+                "ours_flood": "gold (icmp) RTT under", "netback_flood": "netback flow contrast RTT under",
+                "ours_no_classes": "contrast, no flow classes: RTT under the same flood",
+                "ours_rx_flood": "gold (icmp) RTT under the bronze flow's download",
+                "ours_rx_no_classes": "contrast, no flow classes: RTT under the same download"},
+               r"gold transfer \(tcp:5202\) under the flood: (\{.*\})")
 
-    def qos_run() -> float:
-        rc, out, err = ctx.lab.run("net-qos", env + [str(script), "qos"], 1200)
-        def pair(label):
-            return rtt_pair(out, label)
-        qos.update({"ours_idle": pair("semnet gold RTT idle"), "ours_flood": pair("semnet gold RTT under bronze flood"),
-                    "netback_idle": pair("netback gold RTT idle"), "netback_flood": pair("netback gold RTT under flood"),
-                    "verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
-        m = re.search(r"gold transfer under flood: (\{.*\})", out)
+
+def rtt_figure(ctx, env, script, rid: str, step: str, timeout: int, conditions: dict, labels: dict,
+               rate_re: str) -> None:
+    """A lower-is-better ping RTT figure from `semnet.sh <step>`: ours = the `ours_flood` line's mean, netback = the
+    `netback_flood` line's; every labelled line, gold's transfer rate and the verdict go to `extra`."""
+    fig = ctx.res.add(rid, "us", "lower")
+    fig["conditions"] = conditions
+    got: dict = {}
+
+    def run_step() -> float:
+        rc, out, err = ctx.lab.run(f"net-{step}", env + [str(script), step], timeout)
+        got.update({k: rtt_pair(out, label) for k, label in labels.items()})
+        got.update({"verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
+        m = re.search(rate_re, out)
         if m:
-            qos["gold_mb_s"] = json.loads(m.group(1)).get("mb_s")
-        if not qos["ours_flood"]:
-            raise B.StepError(f"semnet.sh qos rc={rc}: no RTT under flood: {B.short(out + err)}")
-        return qos["ours_flood"][0] * 1000
+            got["gold_mb_s"] = json.loads(m.group(1)).get("mb_s")
+        if not got["ours_flood"]:
+            raise B.StepError(f"semnet.sh {step} rc={rc}: no RTT under flood: {B.short(out + err)}")
+        return got["ours_flood"][0] * 1000
 
-    B.Results.ours(rtt, qos_run)
-    nb = qos.get("netback_flood")
-    rtt["peers"]["netback"] = nb[0] * 1000 if nb else None
+    B.Results.ours(fig, run_step)
+    nb = got.get("netback_flood")
+    fig["peers"]["netback"] = nb[0] * 1000 if nb else None
     if not nb:
-        rtt["errors"]["netback"] = "netback contrast not measured (see raw/*net-qos*)"
-    rtt["extra"] = {k: qos.get(k) for k in ("ours_idle", "netback_idle", "ours_flood", "netback_flood", "gold_mb_s",
-                                            "verdict", "last_line")}
-
-    frtt = ctx.res.add("net.flow_gold_rtt_us", "us", "lower")
-    frtt["conditions"] = {"guest": "pv1 alone", "gold": "flow=tcp:5202,flow=icmp,class=gold,rate=200K",
-                          "bronze": "flow=tcp:5201,class=bronze, TCP flood to dom0 from the same guest",
-                          "rtt": "busybox ping, mean of 10"}
-    fl: dict = {}
-
-    def flows_run() -> float:
-        rc, out, err = ctx.lab.run("net-flows", env + [str(script), "flows"], 900)
-        def pair(label):
-            return rtt_pair(out, label)
-        fl.update({"ours_idle": pair("gold (icmp) RTT idle"), "ours_flood": pair("gold (icmp) RTT under"),
-                   "ours_no_classes": pair("contrast, no flow classes: RTT under the same flood"),
-                   "ours_rx_flood": pair("gold (icmp) RTT under the bronze flow's download"),
-                   "ours_rx_no_classes": pair("contrast, no flow classes: RTT under the same download"),
-                   "netback_idle": pair("netback flow contrast RTT idle"),
-                   "netback_flood": pair("netback flow contrast RTT under"),
-                   "verdict": "pass" if rc == 0 else "fail", "last_line": (out + err).strip().splitlines()[-1:]})
-        m = re.search(r"gold transfer \(tcp:5202\) under the flood: (\{.*\})", out)
-        if m:
-            fl["gold_mb_s"] = json.loads(m.group(1)).get("mb_s")
-        if not fl["ours_flood"]:
-            raise B.StepError(f"semnet.sh flows rc={rc}: no RTT under flood: {B.short(out + err)}")
-        return fl["ours_flood"][0] * 1000
-
-    B.Results.ours(frtt, flows_run)
-    nb = fl.get("netback_flood")
-    frtt["peers"]["netback"] = nb[0] * 1000 if nb else None
-    if not nb:
-        frtt["errors"]["netback"] = "netback contrast not measured (see raw/*net-flows*)"
-    frtt["extra"] = {k: fl.get(k) for k in ("ours_idle", "netback_idle", "ours_flood", "netback_flood", "ours_no_classes",
-                                           "ours_rx_flood", "ours_rx_no_classes", "gold_mb_s", "verdict", "last_line")}
+        fig["errors"]["netback"] = f"netback contrast not measured (see raw/*net-{step}*)"
+    fig["extra"] = {k: got.get(k) for k in [*labels, "gold_mb_s", "verdict", "last_line"]}

@@ -1,6 +1,7 @@
 #include "dom0/backends/net/protocol.hpp"
 
 #include <cstring>
+#include <optional>
 
 namespace gears::net {
 namespace {
@@ -11,6 +12,22 @@ std::uint16_t be16(std::span<const std::byte> b, std::size_t off) {
 
 constexpr std::uint16_t kEthIpv4 = 0x0800, kEthIpv6 = 0x86DD, kEthVlan = 0x8100;
 constexpr unsigned kProtoTcp = 6, kProtoUdp = 17;
+
+// The ethertype behind an optional 802.1Q tag, and where the L3 header starts; nullopt when the frame is cut short.
+struct L2 {
+  std::uint16_t type = 0;
+  std::size_t l3 = 0;
+};
+std::optional<L2> parse_l2(std::span<const std::byte> f) {
+  if (f.size() < kEthHlen) return std::nullopt;
+  L2 l{be16(f, 12), 14};
+  if (l.type == kEthVlan) {
+    if (f.size() < l.l3 + 4) return std::nullopt;
+    l.type = be16(f, l.l3 + 2);
+    l.l3 += 4;
+  }
+  return l;
+}
 
 }  // namespace
 
@@ -114,15 +131,10 @@ TxVerdict TxParser::finish() {
 
 Result<L4Info> parse_l4(std::span<const std::byte> f) {
   const Error bad{EINVAL, "net: frame is not Ethernet/IP/TCP|UDP"};
-  if (f.size() < kEthHlen) return bad;
-  std::size_t off = 12;
-  std::uint16_t type = be16(f, off);
-  off += 2;
-  if (type == kEthVlan) {
-    if (f.size() < off + 4) return bad;
-    type = be16(f, off + 2);
-    off += 4;
-  }
+  const auto l2 = parse_l2(f);
+  if (!l2) return bad;
+  const std::uint16_t type = l2->type;
+  std::size_t off = l2->l3;
   L4Info info;
   unsigned proto = 0;
   if (type == kEthIpv4) {
@@ -164,15 +176,10 @@ Result<L4Info> parse_l4(std::span<const std::byte> f) {
 
 FlowTuple flow_tuple(std::span<const std::byte> f) {
   FlowTuple t;
-  if (f.size() < kEthHlen) return t;
-  std::size_t off = 12;
-  std::uint16_t type = be16(f, off);
-  off += 2;
-  if (type == kEthVlan) {
-    if (f.size() < off + 4) return t;
-    type = be16(f, off + 2);
-    off += 4;
-  }
+  const auto l2 = parse_l2(f);
+  if (!l2) return t;
+  const std::uint16_t type = l2->type;
+  std::size_t off = l2->l3;
   bool ports = true;
   if (type == kEthIpv4) {
     if (f.size() < off + 20 || (std::to_integer<unsigned>(f[off]) >> 4U) != 4) return t;
