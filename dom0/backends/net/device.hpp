@@ -13,9 +13,9 @@
 //            answer each with the bytes copied into it.
 // Wake-ups: tx evtchn -> service_tx; rx evtchn -> service_rx (buffers posted); TAP readable -> service_rx.
 // With no rx buffer posted, the TAP fd is taken out of epoll (its frames wait in the kernel queue) and the rx
-// ring's req_event is armed, so the frontend's next post wakes us. A throttled TX queue (QoS) resumes on a timer;
-// with flow classes (sched.hpp) the ring is never held: throttled frames wait in their class's backlog, which the
-// same timer drains.
+// ring's req_event is armed, so the frontend's next post wakes us; with flow classes the TAP stays polled and is
+// read ahead into per-class FIFOs (pull_rx). A throttled TX queue (QoS) resumes on a timer; with flow classes
+// (sched.hpp) the ring is never held: throttled frames wait in their class's backlog, which the same timer drains.
 #pragma once
 
 #include <array>
