@@ -7,6 +7,9 @@ collide with the channel suite's stock vif on 10.99.0.0/24:
   `extra.xdp`: the same over a Gears vif with the AF_XDP host side (host=xdp: on a veth, 10.95.0.0/24);
 - net.qos_gold_rtt_us: `semnet.sh qos`, gold's (pvh1) mean ping RTT while bronze (pv1) floods TCP, over Gears
   vifs with QoS and over netback vifs (lower is better). The qos run's pass/fail verdict is kept in `extra`.
+- net.tcp_cpu_ms_per_mb: CPU milliseconds per MB of the net.tcp transfer, dom0 and pv1 together, from Xen's
+  scheduler trace over 4 s of one more transfer each way (lab/tools/xen-sched-split); `extra` has the per-domain
+  split, the Mb/s of that window and the domain switches per MB.
 - net.flow_gold_rtt_us: `semnet.sh flows`, one guest (pv1): its ping (icmp, a gold flow class) mean RTT while the
   same guest floods TCP in a bronze flow class; over netback the same guest and flood (netback has no flow
   classes). `extra` keeps the idle RTTs, the RTT without flow classes, gold's transfer rate and the verdict.
@@ -68,6 +71,24 @@ def run(ctx) -> None:
         rx["conditions"].pop("rounds_values", None)
         rx["errors"]["ours"] = tcp["errors"].get("ours", "not measured")
         rx["peers"]["netback"] = None
+
+    # What the tcp transfer costs the machine: CPU ms per MB moved, dom0 and the guest together, from Xen's own
+    # scheduler trace (semnet.sh bench's traced pair: lab/tools/xen-sched-split over seconds 4-8 of a 12 s run).
+    cpu = ctx.res.add("net.tcp_cpu_ms_per_mb", "ms/MB", "lower")
+    cpu["conditions"] = {k: v for k, v in tcp["conditions"].items() if k not in ("rounds", "rounds_values", "order")}
+    cpu["conditions"].update({"tool": "iperf3 guest -> dom0 for 12 s; xentrace TRC_SCHED over seconds 4-8",
+                              "rounds": 1, "order": "ours then netback, after the tcp rounds"})
+    costs = got.get("cpu_ms_per_mb") or {}
+
+    def machine(side: str):
+        c = costs.get(side)
+        return round(c.get("Domain-0", 0) + c.get("pv1", 0), 3) if c and "Domain-0" in c else None
+
+    cpu["ours"], cpu["peers"]["netback"] = machine("ours"), machine("netback")
+    for side, key in (("ours", "ours"), ("netback", "netback")):
+        if machine(side) is None:
+            cpu["errors"][key] = "not measured (see raw/*net-bench*: sched split)"
+    cpu["extra"] = {"ours": costs.get("ours"), "netback": costs.get("netback")}
 
     rtt_figure(ctx, env, script, "net.qos_gold_rtt_us", "qos", 1200,
                {"gold": "pvh1, class=gold rate=200K (GEARS_SEMNET_RATE)", "bronze": "pv1, class=bronze, TCP flood to dom0",

@@ -101,6 +101,35 @@ t_exec_errors() {
   pass "exec exit codes, output, truncation, timeouts and unknown guests"
 }
 
+# lab/tools/xen-sched-split on real Xen: a busy loop in pv1 for 5 s while the tool traces 2 s of it. Xen's switch
+# records must account the whole span (shares sum to 1), name dom0 and pv1, and give pv1 most of the pCPU.
+t_sched_split() {
+  local out
+  "$LABCTL" exec pv1 --timeout 60 -- 'end=$(($(cut -d. -f1 /proc/uptime) + 5)); while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do :; done' >/dev/null &
+  sleep 1
+  out=$("$(dirname "$0")/../../lab/tools/xen-sched-split" 2 --json) || { wait; fail "xen-sched-split failed: $out"; }
+  wait
+  echo "$out"
+  python3 - "$out" <<'EOF' || fail "xen-sched-split accounting on real Xen"
+import json, sys
+d = json.loads(sys.argv[1])
+doms = d["domains"]
+total = sum(v["share"] for v in doms.values())
+if not 0.99 <= total <= 1.01:
+    sys.exit(f"FAIL: shares sum to {total}")
+if not 1.5 <= d["span_s"] <= 2.5:
+    sys.exit(f"FAIL: span {d['span_s']} s for a 2 s trace")
+if "Domain-0" not in doms or "pv1" not in doms:
+    sys.exit(f"FAIL: domains {sorted(doms)}")
+if doms["pv1"]["share"] < 0.5:
+    sys.exit(f"FAIL: pv1 busy-looping got only {doms['pv1']['share']} of the pCPU")
+if d["lost_records"]:
+    sys.exit(f"FAIL: {d['lost_records']} lost-record markers")
+print(f"pv1 {doms['pv1']['share']:.2f}, dom0 {doms['Domain-0']['share']:.2f}, {d['switches']} switches in {d['span_s']} s")
+EOF
+  pass "xen-sched-split accounts a busy guest on real Xen"
+}
+
 # A broken lab (no kernel) fails within seconds, naming what is missing and the fix.
 t_missing_kernel() {
   local out rc t0
@@ -121,6 +150,7 @@ case "${1:-}" in
   xenstore) t_xenstore ;;
   vchan) t_vchan "${2:-pv1}" ;;
   exec_errors) t_exec_errors ;;
+  sched_split) t_sched_split ;;
   missing_kernel) t_missing_kernel ;;
-  *) echo "usage: $0 xl_list|xenstore|vchan <guest>|exec_errors|missing_kernel" >&2; exit 2 ;;
+  *) echo "usage: $0 xl_list|xenstore|vchan <guest>|exec_errors|sched_split|missing_kernel" >&2; exit 2 ;;
 esac

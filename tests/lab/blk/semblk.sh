@@ -19,7 +19,7 @@ domid() { dom0 "xl domid $1"; }
 start_gearsd() {
   dom0 "mkdir -p /run/gears; if ! [ -S /run/gears/gearsd.sock ] || ! gearsctl list >/dev/null 2>&1; then
           sync; echo 3 > /proc/sys/vm/drop_caches
-          setsid gearsd --socket /run/gears/gearsd.sock --log-file $LOG --log-level debug </dev/null >/dev/null 2>&1 &
+          setsid gearsd --socket /run/gears/gearsd.sock --log-file $LOG --log-level debug ${GEARSD_ARGS:-} </dev/null >/dev/null 2>&1 &
           for i in \$(seq 50); do gearsctl list >/dev/null 2>&1 && break; sleep 0.2; done; fi; gearsctl version" \
     || fail "gearsd did not start"
 }
@@ -352,6 +352,30 @@ for r in d['devices']:
 wait_dev() { guest "${2:-pv1}" "for i in \$(seq 150); do [ -b /dev/$1 ] && exit 0; sleep 0.2; done; exit 1"; }
 gone_dev() { guest pv1 "for i in \$(seq 150); do [ -b /dev/$1 ] || exit 0; sleep 0.2; done; exit 1"; }
 
+# blkback_attach <img>: the same file as xvdc of pv1 over kernel xen-blkback (phy: on a loop device); sets loop, or
+# bb_err when that failed.
+blkback_attach() {
+  local img=$1
+  loop=$(dom0 "modprobe loop 2>/dev/null; losetup -f --show $img") || loop=""
+  if [ -z "$loop" ]; then
+    bb_err="no loop device in dom0 (losetup -f failed)"
+  # Debian's /etc/xen/scripts/block timed out in the lab's dom0 (libxl killed it after 10 s); this does its job for a
+  # phy: device: tell blkback which block device to open.
+  elif ! { dom0 "cat > /run/gears/block-phy <<'EOS'
+#!/bin/sh
+[ \"\$1\" = add ] || exit 0
+dev=\$(xenstore-read \"\$XENBUS_PATH/params\") && mm=\$(stat -L -c '%t:%T' \"\$dev\") &&
+  xenstore-write \"\$XENBUS_PATH/physical-device\" \"\$mm\" \"\$XENBUS_PATH/hotplug-status\" connected
+EOS
+chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,script=/run/gears/block-phy'" && wait_dev xvdc; }; then
+    bb_err="xl block-attach phy: failed"
+  fi
+}
+blkback_detach() {
+  if [ -z "$bb_err" ]; then dom0 "xl block-detach pv1 xvdc" || true; gone_dev xvdc || true; fi
+  [ -n "$loop" ] && { dom0 "losetup -d $loop" || true; }
+}
+
 t_bench() {
   local secs=${1:-10} rounds=${2:-3} wt copy loop id img=/tmp/semblk-bench.img qcfg=$LABDIR/run/pvq.cfg
   local bb_err="" qd_err="" rows=/tmp/semblk-bench.$$ j r side out
@@ -371,20 +395,7 @@ t_bench() {
   # ours: the default grants=persistent with cache=writeback, the durability contract of the blkback peer (a loop
   # device writes into dom0's page cache; the guest's FLUSH makes it durable).
   attach pv1 xvdb 51728 "file:$img" --param cache=writeback
-  loop=$(dom0 "modprobe loop 2>/dev/null; losetup -f --show $img") || loop=""
-  if [ -z "$loop" ]; then
-    bb_err="no loop device in dom0 (losetup -f failed)"
-  # Debian's /etc/xen/scripts/block timed out in the lab's dom0 (libxl killed it after 10 s); this does its job for a
-  # phy: device: tell blkback which block device to open.
-  elif ! { dom0 "cat > /run/gears/block-phy <<'EOS'
-#!/bin/sh
-[ \"\$1\" = add ] || exit 0
-dev=\$(xenstore-read \"\$XENBUS_PATH/params\") && mm=\$(stat -L -c '%t:%T' \"\$dev\") &&
-  xenstore-write \"\$XENBUS_PATH/physical-device\" \"\$mm\" \"\$XENBUS_PATH/hotplug-status\" connected
-EOS
-chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,script=/run/gears/block-phy'" && wait_dev xvdc; }; then
-    bb_err="xl block-attach phy: failed"
-  fi
+  blkback_attach "$img"
   # qdisk: libxl serves it from the domain's own device model (QEMU -M xenpv), started only for a domain created
   # with a qdisk disk; so a second PV guest like pv1 (same kernel and image, 512 MiB) gets the file as xvdb.
   sed -e 's/^name = .*/name = "pvq"/' -e 's/^memory = .*/memory = 512/' "$LABDIR/run/pv1.cfg" >"$qcfg"
@@ -409,8 +420,7 @@ chmod +x /run/gears/block-phy" && dom0 "xl block-attach pv1 'phy:$loop,xvdc,w,sc
   done
   disk_profile "$id" ours
   detach pv1 xvdb 51728
-  if [ -z "$bb_err" ]; then dom0 "xl block-detach pv1 xvdc" || true; gone_dev xvdc || true; fi
-  [ -n "$loop" ] && { dom0 "losetup -d $loop" || true; }
+  blkback_detach
   dom0 "xl destroy pvq" >/dev/null 2>&1 || true
   dom0 "rm -f $img" || true
   python3 - "$rows" "$secs" "$rounds" "$wt" "$copy" "$bb_err" "$qd_err" <<'PY'
@@ -436,14 +446,53 @@ PY
   rm -f "$rows"
 }
 
+# A/B of two gearsd set-ups against blkback, for experiments (not a test): one fio job (JOB as in FIO_JOBS, e.g.
+# rand4k:randread:4k:16) ROUNDS times, SECS each, order alternating; gearsd is restarted for each of its runs with
+# GEARSD_ARGS A or B and the disk attached with PARAMS A or B. Each run also prints the CPU seconds every domain
+# used (xl list) over its wall time, so an idle machine shows as a sum below 1.
+#   semblk.sh ab SECS ROUNDS JOB "GEARSD_ARGS_A" "GEARSD_ARGS_B" ["PARAMS_A" "PARAMS_B"]
+cpu_times() { dom0 "xl list | awk 'NR>1 {printf \"%s=%s \", \$1, \$6}'; cat /proc/uptime | cut -d' ' -f1"; }
+cpu_share() {  # cpu_share "<before>" "<after>": per-domain CPU seconds per wall second
+  python3 -c 'import sys
+def parse(t):
+    *doms, up = t.split(); return {k: float(v) for k, v in (d.split("=") for d in doms)}, float(up)
+(a, ta), (b, tb) = parse(sys.argv[1]), parse(sys.argv[2]); w = tb - ta
+print(" ".join(f"{k}={(b[k]-a.get(k, 0))/w:.2f}" for k in b), f"sum={sum(b[k]-a.get(k, 0) for k in b)/w:.2f}")' "$1" "$2"
+}
+t_ab() {
+  local secs=$1 rounds=$2 job=$3 ga=$4 gb=$5 pa=${6:-} pb=${7:-} img=/tmp/semblk-ab.img
+  local loop="" bb_err="" r side order out c0 c1 i0 i1
+  dom0 "mkdir -p /run/gears; rm -f $img && dd if=/dev/zero of=$img bs=1M count=256 2>/dev/null" || fail "backing file"
+  blkback_attach "$img"
+  [ -z "$bb_err" ] || fail "$bb_err"
+  for r in $(seq "$rounds"); do
+    order="A B blkback"; [ $((r % 2)) -eq 0 ] && order="blkback B A"
+    for side in $order; do
+      if [ "$side" != blkback ]; then
+        dom0 "pkill -x gearsd; sleep 1" || true
+        if [ "$side" = A ]; then GEARSD_ARGS=$ga start_gearsd >/dev/null; attach pv1 xvdb 51728 "file:$img" --param cache=writeback $pa
+        else GEARSD_ARGS=$gb start_gearsd >/dev/null; attach pv1 xvdb 51728 "file:$img" --param cache=writeback $pb; fi
+      fi
+      c0=$(cpu_times); i0=$(guest pv1 "awk '/blkif/ {print \$1 \$2}' /proc/interrupts" | tr '\n' ' ')
+      if [ "$side" = blkback ]; then out=$(fio_run xvdc "$secs" pv1 "$job"); else out=$(fio_run xvdb "$secs" pv1 "$job"); fi
+      c1=$(cpu_times); i1=$(guest pv1 "awk '/blkif/ {print \$1 \$2}' /proc/interrupts" | tr '\n' ' ')
+      echo "round $r $side: $out cpu: $(cpu_share "$c0" "$c1") guest irqs: $i0-> $i1"
+      [ "$side" = blkback ] || detach pv1 xvdb 51728
+    done
+  done
+  blkback_detach
+  dom0 "pkill -x gearsd; rm -f $img" || true
+}
+
 case "${1:-}" in
   priority) t_priority ;;
   domain_class) t_domain_class ;;
   bench) shift; t_bench "$@" ;;
+  ab) shift; t_ab "$@" ;;
   gearsd) t_gearsd ;;
   ext4) t_ext4 "${2:-file}" ;;
   durable) t_durable ;;
   dcache) t_dcache ;;
   hostile) t_hostile ;;
-  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|dcache|hostile|priority|domain_class|bench [SECONDS [ROUNDS]]" >&2; exit 2 ;;
+  *) echo "usage: $0 gearsd|ext4 file|nbd|durable|dcache|hostile|priority|domain_class|bench [SECONDS [ROUNDS]]|ab SECS ROUNDS JOB A B [PA PB]" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@
 # what pvh1 gets through one dom0 vCPU under a flood on a loaded TCG host; 500K failed there once, gold at 0.26 MB/s).
 set -uo pipefail
 LABCTL=${GEARS_LABCTL:-$(cd "$(dirname "$0")/../../.." && pwd)/lab/labctl}
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 LOG=/run/gears/gearsd.log   # in dom0
 SOCK=/run/gears/gearsd.sock
 # 256 MiB (the acceptance size) took 23 s to 5 min under TCG depending on host load (0.9-11.7 MB/s measured);
@@ -346,8 +347,24 @@ iperf_setup() {
 # then netback in odd rounds, netback then ours in even ones: a change of host load hits both alike); each side
 # reports its median and every round. net.tcp_rx: the same rounds also measure dom0 -> pv1 (iperf3 -R).
 # The qos figures come from `qos`.
+# sched_split <net>: iperf3 pv1 -> <net>.1 for 12 s with lab/tools/xen-sched-split tracing seconds 4-8 of it; one
+# JSON line: the trace's per-domain shares and switches, and the sender's Mb/s over the same seconds (intervals 4-8).
+sched_split() {
+  local net=$1 split o
+  guest pv1 "iperf3 -c $net.1 -t 12 -J > /tmp/sched-split.json" >/dev/null &
+  sleep 4
+  split=$("$REPO/lab/tools/xen-sched-split" 4 --json) || split='{}'
+  wait
+  o=$(guest pv1 "cat /tmp/sched-split.json") || o='{}'
+  python3 -c 'import json, sys
+split, o = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+iv = [i["sum"]["bits_per_second"] / 1e6 for i in o.get("intervals", [])[4:8]]
+split["mbps"] = round(sum(iv) / len(iv), 2) if iv else None
+print(json.dumps(split))' "$split" "$o" 2>/dev/null || echo '{}'
+}
+
 t_bench() {
-  local secs=${1:-10} rounds=${2:-3} ours=() stock=() ours_rx=() stock_rx=() r o s
+  local secs=${1:-10} rounds=${2:-3} ours=() stock=() ours_rx=() stock_rx=() r o s sched_o sched_s
   iperf_setup
   # Warm-up, not counted: the first transfer over a freshly attached vif was the slowest in every run (75 Mb/s
   # against 221 and 213 in the two rounds after it, session 10).
@@ -380,6 +397,9 @@ t_bench() {
     echo "round $r rx: ours ${ours_rx[-1]} netback ${stock_rx[-1]}" >&2
   done
   echo "vif profile: $(vif_stats "$(domid pv1)")" >&2
+  # One more pair with Xen's scheduler trace over 4 s of each: the pCPU's split and domain switches per byte.
+  sched_o=$(sched_split "$NET"); echo "sched split ours: $sched_o" >&2
+  sched_s=$(sched_split "$SNET"); echo "sched split netback: $sched_s" >&2
   # The same Gears vif without TX coalescing (re-attached with coalesce=off), for the ratio; reported, not fatal.
   nocoal='{}'
   if dom0 "gearsctl detach $(domid pv1) vif 1" >&2 && sleep 2 && (setup_vif pv1 "--param coalesce=off") >&2; then
@@ -396,8 +416,19 @@ t_bench() {
     dom0 "gearsctl detach $(domid pv1) vif 2" >&2 || true
   fi
   dom0 "pkill -x iperf3" || true
-  python3 - "$secs" "$xdp" "$nocoal" "${ours[*]}" "${stock[*]}" "${ours_rx[*]}" "${stock_rx[*]}" <<'PY'
+  python3 - "$secs" "$xdp" "$nocoal" "${ours[*]}" "${stock[*]}" "${ours_rx[*]}" "${stock_rx[*]}" "$sched_o" "$sched_s" <<'PY'
 import json, statistics, sys
+def cost(t):
+    """CPU ms per MB moved, per domain (the idle domain included), and domain switches per MB, from sched_split."""
+    try:
+        d = json.loads(t)
+        mb_s = d["mbps"] / 8
+        out = {k: round(v["share"] * 1000 / mb_s, 3) for k, v in d["domains"].items()}
+        out["switches_per_mb"] = round(d["switches"] / d["span_s"] / mb_s, 2)
+        out["mbps"] = d["mbps"]
+        return out
+    except (KeyError, ValueError, TypeError, ZeroDivisionError):
+        return None
 def mbps(t):
     e = json.loads(t)["end"]
     return e["sum_received"]["bits_per_second"] / 1e6, e["sum_sent"].get("retransmits")
@@ -415,7 +446,8 @@ print(json.dumps({"net.tcp": r(statistics.median(o)), "netback": r(statistics.me
                   "ours_retransmits": sum(int(v[1]) for v in rounds[0]), "netback_retransmits": sum(int(v[1]) for v in rounds[1]),
                   "xdp": r(x[0]), "xdp_retransmits": x[1], "no_coalesce": r(n[0]),
                   "net.tcp_rx": r(statistics.median(orx)), "netback_rx": r(statistics.median(srx)),
-                  "ours_rx_rounds": [r(v) for v in orx], "netback_rx_rounds": [r(v) for v in srx]}))
+                  "ours_rx_rounds": [r(v) for v in orx], "netback_rx_rounds": [r(v) for v in srx],
+                  "cpu_ms_per_mb": {"ours": cost(sys.argv[8]), "netback": cost(sys.argv[9])}}))
 PY
 }
 
@@ -452,7 +484,7 @@ t_profile() {
 # with params $3, then re-attached with $4, in turn for $2 rounds, after a 3 s warm-up on each. Prints each
 # round and the vif's stats after it. E.g. ab 10 2 "" "--param tx-split=grant".
 t_ab() {
-  local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p
+  local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p split tcp o
   iperf_setup
   for r in $(seq "$rounds"); do
     for side in A B; do
@@ -460,8 +492,19 @@ t_ab() {
       dom0 "gearsctl detach $(domid pv1) vif 1" >/dev/null 2>&1; sleep 2
       setup_vif pv1 "$p"
       guest pv1 "iperf3 -c $NET.1 -t 3 >/dev/null" || true
-      o=$(T=$((secs * 6 + 120)) guest pv1 "iperf3 -c $NET.1 -t $secs -J") || fail "iperf3 ($side)"
-      echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits"
+      # The guest's TCP state halfway (cwnd, ssthresh: slow start left early shows as a low ssthresh; needs
+      # GEARS_GUEST_TOOLS=ss) and Xen's scheduler split over 2 s of it.
+      # (A guest runs one exec at a time: the ss sample goes inside the iperf3 exec.)
+      guest pv1 "iperf3 -c $NET.1 -t $secs -J > /tmp/ab.json & sleep $((secs / 2 + 1)); : > /tmp/ab.tcp
+                 command -v ss >/dev/null && ss -tin dst $NET.1 | grep -o 'cwnd:[0-9]*\|ssthresh:[0-9]*' | tr '\n' ' ' > /tmp/ab.tcp
+                 wait" >/dev/null &
+      sleep $((secs / 2 + 2))  # a guest exec takes ~2 s to start
+      split=$("$REPO/lab/tools/xen-sched-split" 2 --json) || split='{}'
+      wait
+      o=$(guest pv1 "cat /tmp/ab.json") || fail "iperf3 ($side)"
+      tcp=$(guest pv1 "cat /tmp/ab.tcp") || tcp=""
+      echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits; tcp: $tcp; sched: $(python3 -c 'import json, sys
+d = json.loads(sys.argv[1]); print(d["switches"] / d["span_s"], "switches/s", {k: v["share"] for k, v in d["domains"].items()})' "$split" 2>/dev/null)"
       echo "  stats: $(vif_stats "$(domid pv1)")"
     done
   done
