@@ -460,6 +460,7 @@ def parse(t):
 print(" ".join(f"{k}={(b[k]-a.get(k, 0))/w:.2f}" for k in b), f"sum={sum(b[k]-a.get(k, 0) for k in b)/w:.2f}")' "$1" "$2"
 }
 t_ab() {
+  [ $# -ge 5 ] || { echo "usage: $0 ab SECS ROUNDS JOB GEARSD_ARGS_A GEARSD_ARGS_B [PARAMS_A PARAMS_B]" >&2; exit 2; }
   local secs=$1 rounds=$2 job=$3 ga=$4 gb=$5 pa=${6:-} pb=${7:-} img=/tmp/semblk-ab.img
   local loop="" bb_err="" r side order out c0 c1 i0 i1
   dom0 "mkdir -p /run/gears; rm -f $img && dd if=/dev/zero of=$img bs=1M count=256 2>/dev/null" || fail "backing file"

@@ -342,11 +342,6 @@ iperf_setup() {
   dom0 "pkill -x gears-tcp-xfer; pkill -x iperf3; iperf3 -s -D --logfile /run/gears/iperf3.log && sleep 1" || fail "iperf3 server in dom0"
 }
 
-# Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
-# the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours
-# then netback in odd rounds, netback then ours in even ones: a change of host load hits both alike); each side
-# reports its median and every round. net.tcp_rx: the same rounds also measure dom0 -> pv1 (iperf3 -R).
-# The qos figures come from `qos`.
 # sched_split <net>: iperf3 pv1 -> <net>.1 for 12 s with lab/tools/xen-sched-split tracing seconds 4-8 of it; one
 # JSON line: the trace's per-domain shares and switches, and the sender's Mb/s over the same seconds (intervals 4-8).
 sched_split() {
@@ -363,6 +358,11 @@ split["mbps"] = round(sum(iv) / len(iv), 2) if iv else None
 print(json.dumps(split))' "$split" "$o" 2>/dev/null || echo '{}'
 }
 
+# Performance, for bench/run (bench/suites/net.py): one JSON line. net.tcp: iperf3 pv1 -> dom0 for $1 s over
+# the Gears vif and over a stock netback vif, in the same boot, in turn for ROUNDS ($2, default 3) rounds (ours
+# then netback in odd rounds, netback then ours in even ones: a change of host load hits both alike); each side
+# reports its median and every round. net.tcp_rx: the same rounds also measure dom0 -> pv1 (iperf3 -R).
+# cpu_ms_per_mb: one more traced transfer over each vif (sched_split). The qos figures come from `qos`.
 t_bench() {
   local secs=${1:-10} rounds=${2:-3} ours=() stock=() ours_rx=() stock_rx=() r o s sched_o sched_s
   iperf_setup
