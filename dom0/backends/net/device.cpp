@@ -99,12 +99,13 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
   if (!params.is_object()) throw std::invalid_argument("vif: params must be an object");
   static const std::vector<std::string> known = {"mac",   "bridge", "ifname",   "mtu",     "queues",
                                                  "hints", "host",   "xdp-mode", "coalesce", "tx-split", "tx-split-min",
-                                                 "rx-offload", "rx-pool"};
+                                                 "rx-offload", "rx-pool", "ack-filter"};
   for (const auto& [k, v] : params.items())
-    if (std::find(known.begin(), known.end(), k) == known.end())
-      throw std::invalid_argument("vif: unknown parameter '" + k +
-                                  "' (known: mac, bridge, ifname, mtu, queues, hints, host, xdp-mode, coalesce, "
-                                  "tx-split, tx-split-min)");
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
+      throw std::invalid_argument("vif: unknown parameter '" + k + "' (known: " + list + ")");
+    }
   VifConfig c;
   c.mac = param_string(params, "mac");
   if (c.mac.empty()) {
@@ -146,6 +147,7 @@ VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std:
   }
   c.rx_offload = param_on_off(params, "rx-offload", c.rx_offload);
   c.rx_pool = param_on_off(params, "rx-pool", c.rx_pool);
+  c.ack_filter = param_on_off(params, "ack-filter", c.ack_filter);
   c.tx_split_min = param_uint(params, "tx-split-min", kDefaultTxSplitMin, static_cast<unsigned>(kTxHeadCopy) + 1,
                               static_cast<unsigned>(kMaxPacket));
   c.queues = param_uint(params, "queues", kMaxQueues, 1, kMaxQueues);
@@ -601,6 +603,19 @@ void NetDevice::pull_rx() {
     std::size_t ci = 1 + classify(flow_rules_, flow_tuple(bytes));
     if (ci >= flows_.size()) ci = 0;
     FlowClass& c = flows_[ci];
+    std::optional<PureAck> ack;
+    if (cfg_.ack_filter && !plan->gso) ack = pure_ack(bytes);
+    if (ack && !c.rx_held.empty() && c.rx_held.back().ack && supersedes(*ack, *c.rx_held.back().ack)) {
+      auto& last = c.rx_held.back();  // its connection's latest frame, still waiting: this one says all it said
+      c.rx_held_bytes = c.rx_held_bytes - last.frame.len + bytes.size();
+      last.bytes.assign(bytes.begin(), bytes.end());
+      last.frame.hdr = h;
+      last.frame.len = bytes.size();
+      last.frame.plan = *plan;
+      last.ack = ack;
+      ++st_.rx_acks_filtered;
+      continue;
+    }
     if (c.rx_held_bytes + bytes.size() > kRxClassBacklog) {
       ++c.rx_dropped;
       ++st_.rx_flow_dropped;
@@ -612,6 +627,7 @@ void NetDevice::pull_rx() {
     held.frame.len = bytes.size();
     held.frame.plan = *plan;
     held.frame.pool_page = SIZE_MAX;
+    held.ack = ack;
     c.rx_held_bytes += bytes.size();
     c.rx_held.push_back(std::move(held));
   }
@@ -1011,9 +1027,50 @@ void NetDevice::service_rx() {
     if (classes) pull_rx();
     std::size_t nframes = 0, waiting_for = 0, pool_next = 0;
     bool host_empty = false;
-    while (nframes < kRxBatchFrames && (!rx_pool_ || pool_next + kRxFramePages <= kRxPoolPages)) {
-      if (rx_frames_.size() <= nframes) rx_frames_.emplace_back();
-      RxFrame& f = rx_frames_[nframes];
+    // ack-filter: a pure ACK read from the host is held at rx_frames_[nframes], unconsumed, while the next frame is
+    // read behind it (index nframes + 1); a later ACK of its connection replaces it. Holding starts only with >= 2
+    // requests posted, so the held ACK (one slot) always fits when it goes out.
+    bool holding = false;
+    PureAck held_ack;
+    // Takes f's ring requests and queues its copies; false: the vif was closed.
+    auto take_slots = [&](RxFrame& f, std::size_t need) {
+      f.first_slot = rx_slots_.size();
+      std::size_t k = 0, data = 0;
+      auto c = q.rx->consume(need, [&](const netif_rx_request_t& req) {
+        RxSlot s{req.id, 0, true};
+        if (k == 1 && f.plan.gso) {
+          s.extra = true;  // this request's page stays unused: its slot carries the extra
+        } else {
+          const std::size_t off = data * kPage;
+          const std::size_t len = std::min(kPage, f.len - off);
+          s.len = static_cast<std::uint16_t>(len);
+          s.ok = req.gref < kMaxGrantRef;
+          if (s.ok && f.pool_page != SIZE_MAX)
+            s.ok = static_cast<bool>(rx_copy_->copy_grant_to_grant(kSelf, rx_pool_->refs()[f.pool_page + data], 0, fe_dom_,
+                                                                   req.gref, 0, static_cast<std::uint16_t>(len)));
+          else if (s.ok)
+            s.ok = static_cast<bool>(rx_copy_->copy_to_grant({f.data + off, len}, fe_dom_, req.gref, 0));
+          s.seg = s.ok ? rx_copy_->size() - 1 : SIZE_MAX;
+          ++data;
+        }
+        rx_slots_.push_back(s);
+        ++k;
+      });
+      if (!c) {
+        close(c.error().what);
+        return false;
+      }
+      if (*c != need) {
+        close("vif: rx ring: posted requests vanished");  // pending() only grows
+        return false;
+      }
+      f.nslots = k;
+      return true;
+    };
+    while (nframes + (holding ? 1U : 0U) < kRxBatchFrames && (!rx_pool_ || pool_next + kRxFramePages <= kRxPoolPages)) {
+      const std::size_t idx = nframes + (holding ? 1 : 0);  // where this frame goes
+      if (rx_frames_.size() <= idx) rx_frames_.emplace_back();
+      RxFrame& f = rx_frames_[idx];
       if (rx_stash_) {
         f = *rx_stash_;
         rx_stash_.reset();
@@ -1045,9 +1102,9 @@ void NetDevice::service_rx() {
           f.pool_page = pool_next;
           room = {rx_pool_->data() + pool_next * kPage, kRxBuf};
         } else {
-          if (rx_bufs_.size() <= nframes) rx_bufs_.emplace_back(kRxBuf);
+          while (rx_bufs_.size() <= idx) rx_bufs_.emplace_back(kRxBuf);
           f.pool_page = SIZE_MAX;
-          room = rx_bufs_[nframes];
+          room = rx_bufs_[idx];
         }
         f.data = room.data();
         auto r = host_->read(f.hdr, room);
@@ -1076,44 +1133,45 @@ void NetDevice::service_rx() {
           }
           ++st_.rx_csum_sw;
         }
+        if (f.pool_page != SIZE_MAX) pool_next += f.plan.data_slots;  // its pages stay its own for this round
       }
-      const std::size_t need = f.plan.ring_slots();
+      // Pure ACKs are looked at only as read from the host here; with classes pull_rx() filtered them already.
+      std::optional<PureAck> ack;
+      if (cfg_.ack_filter && !classes && !f.plan.gso && f.plan.ring_slots() == 1) ack = pure_ack({f.data, f.len});
+      if (holding) {
+        if (ack && supersedes(*ack, held_ack)) {
+          rx_frames_[nframes] = f;  // the later ACK takes the held one's place
+          if (f.pool_page == SIZE_MAX && f.data == rx_bufs_[idx].data()) std::swap(rx_bufs_[nframes], rx_bufs_[idx]);
+          held_ack = *ack;
+          ++st_.rx_acks_filtered;
+          continue;
+        }
+        if (!take_slots(rx_frames_[nframes], 1)) return;
+        ++nframes;  // this frame now sits at rx_frames_[nframes]
+        holding = false;
+      }
+      RxFrame& g = rx_frames_[nframes];
+      const std::size_t need = g.plan.ring_slots();
       auto avail = q.rx->pending();
       if (!avail) return close(avail.error().what);
+      if (ack && *avail >= 2) {
+        holding = true;
+        held_ack = *ack;
+        continue;
+      }
       if (*avail < need) {  // wait for the frontend to post enough (netback does the same); frames queue in the host
-        rx_stash_buf_.assign(f.data, f.data + f.len);
-        rx_stash_.emplace(f);
+        rx_stash_buf_.assign(g.data, g.data + g.len);
+        rx_stash_.emplace(g);
         rx_stash_->data = rx_stash_buf_.data();
         rx_stash_->pool_page = SIZE_MAX;
         waiting_for = need;
         break;
       }
-      f.first_slot = rx_slots_.size();
-      std::size_t k = 0, data = 0;
-      auto c = q.rx->consume(need, [&](const netif_rx_request_t& req) {
-        RxSlot s{req.id, 0, true};
-        if (k == 1 && f.plan.gso) {
-          s.extra = true;  // this request's page stays unused: its slot carries the extra
-        } else {
-          const std::size_t off = data * kPage;
-          const std::size_t len = std::min(kPage, f.len - off);
-          s.len = static_cast<std::uint16_t>(len);
-          s.ok = req.gref < kMaxGrantRef;
-          if (s.ok && f.pool_page != SIZE_MAX)
-            s.ok = static_cast<bool>(rx_copy_->copy_grant_to_grant(kSelf, rx_pool_->refs()[f.pool_page + data], 0, fe_dom_,
-                                                                   req.gref, 0, static_cast<std::uint16_t>(len)));
-          else if (s.ok)
-            s.ok = static_cast<bool>(rx_copy_->copy_to_grant({f.data + off, len}, fe_dom_, req.gref, 0));
-          s.seg = s.ok ? rx_copy_->size() - 1 : SIZE_MAX;
-          ++data;
-        }
-        rx_slots_.push_back(s);
-        ++k;
-      });
-      if (!c) return close(c.error().what);
-      if (*c != need) return close("vif: rx ring: posted requests vanished");  // pending() only grows
-      f.nslots = k;
-      if (f.pool_page != SIZE_MAX) pool_next += f.plan.data_slots;
+      if (!take_slots(g, need)) return;
+      ++nframes;
+    }
+    if (holding) {  // the last ACK read: nothing later covers it in this round
+      if (!take_slots(rx_frames_[nframes], 1)) return;
       ++nframes;
     }
     if (nframes > 0) {
@@ -1207,6 +1265,8 @@ nlohmann::json NetDevice::stats() const {
           {"rx_gso", st_.rx_gso},
           {"rx_csum_blank", st_.rx_csum_blank},
           {"rx_csum_sw", st_.rx_csum_sw},
+          {"rx_acks_filtered", st_.rx_acks_filtered},
+          {"ack_filter", cfg_.ack_filter},
           {"rx_offloads", {{"csum", host_rx_.csum}, {"tso4", host_rx_.tso4}, {"tso6", host_rx_.tso6}}},
           {"rx_pool", rx_pool_ != nullptr},
           {"events", st_.events},
@@ -1289,6 +1349,8 @@ void NetDevice::metrics(daemon::MetricSet& out) const {
   c("gears_vif_rx_bytes_total", "Bytes delivered to the domU.", st_.rx_bytes);
   c("gears_vif_rx_dropped_total", "Packets for the domU dropped (too large, or an offload it cannot take).", st_.rx_dropped);
   c("gears_vif_rx_gso_total", "TSO frames delivered to the domU whole (GSO extra).", st_.rx_gso);
+  c("gears_vif_rx_acks_filtered_total", "Pure TCP ACKs not delivered: a later ACK of the same batch covered them.",
+    st_.rx_acks_filtered);
   c("gears_vif_faults_total", "Times the vif was closed for a protocol violation.", st_.faults);
   out.add("gears_vif_qos_rate_bytes", MetricType::gauge, "Current TX rate limit in bytes/s (0 = none).",
           static_cast<double>(bucket_.rate()), cls);

@@ -75,6 +75,7 @@ struct VifConfig {
   unsigned tx_split_min = kDefaultTxSplitMin;  // tx-split-min=N: frames of >= N bytes are split
   bool rx_offload = true;        // rx-offload=on|off: partial checksums and TSO frames towards the frontend
   bool rx_pool = true;           // rx-pool=on|off: RX frames read into self-granted pages (ref-to-ref copies)
+  bool ack_filter = true;        // ack-filter=on|off: drop a pure ACK a later one of its batch supersedes (protocol.hpp)
 };
 // Parses and checks params; throws std::invalid_argument with a one-line reason naming the key.
 [[nodiscard]] VifConfig parse_vif_config(const nlohmann::json& params, std::uint32_t dom, std::uint32_t devid);
@@ -92,6 +93,7 @@ struct VifStats {
   std::uint64_t tx_split = 0, tx_map_failures = 0;  // frames written split (tx-split); batches whose map failed
   std::uint64_t tx_flow_delayed = 0, tx_flow_dropped = 0;  // frames a flow class held back; dropped (backlog full)
   std::uint64_t rx_flow_dropped = 0;  // RX frames dropped: their class's FIFO was full
+  std::uint64_t rx_acks_filtered = 0;  // pure ACKs not delivered: a later ACK of the same batch covered them
   std::array<std::uint64_t, kMergeResults> tx_merge_refused{};  // why a frame started a new host write, by reason
 };
 
@@ -260,6 +262,7 @@ class NetDevice final : public daemon::Device, private xenbus::BackendHooks {
     struct RxHeld {
       RxFrame frame;
       std::vector<std::byte> bytes;
+      std::optional<PureAck> ack;  // ack-filter: a later pure ACK of its connection may replace it while it waits
     };
     std::deque<RxHeld> rx_held;
     std::size_t rx_held_bytes = 0;

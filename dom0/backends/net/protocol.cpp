@@ -201,6 +201,60 @@ FlowTuple flow_tuple(std::span<const std::byte> f) {
   return t;
 }
 
+std::optional<PureAck> pure_ack(std::span<const std::byte> f) {
+  const auto l2 = parse_l2(f);
+  if (!l2) return std::nullopt;
+  std::size_t off = l2->l3, l4 = 0, end = 0, addr = 0, addr_len = 0;
+  if (l2->type == kEthIpv4) {
+    if (f.size() < off + 20 || (std::to_integer<unsigned>(f[off]) >> 4U) != 4) return std::nullopt;
+    const std::size_t ihl = (std::to_integer<unsigned>(f[off]) & 0xFU) * 4U;
+    end = off + be16(f, off + 2);
+    if (ihl < 20 || std::to_integer<unsigned>(f[off + 9]) != kProtoTcp || (be16(f, off + 6) & 0x3FFFU) != 0)
+      return std::nullopt;  // not TCP, or a fragment
+    l4 = off + ihl;
+    addr = off + 12, addr_len = 8;
+  } else if (l2->type == kEthIpv6) {
+    if (f.size() < off + 40 || (std::to_integer<unsigned>(f[off]) >> 4U) != 6 ||
+        std::to_integer<unsigned>(f[off + 6]) != kProtoTcp)
+      return std::nullopt;  // extension headers are not looked through
+    l4 = off + 40;
+    end = l4 + be16(f, off + 4);
+    addr = off + 8, addr_len = 32;
+  } else {
+    return std::nullopt;
+  }
+  if (end > f.size() || l4 + 20 > end) return std::nullopt;
+  const std::size_t thl = (std::to_integer<unsigned>(f[l4 + 12]) >> 4U) * 4U;
+  if (thl < 20 || l4 + thl != end) return std::nullopt;  // a header that lies, or payload
+  if ((std::to_integer<unsigned>(f[l4 + 12]) & 0xFU) != 0 || std::to_integer<unsigned>(f[l4 + 13]) != 0x10U)
+    return std::nullopt;  // anything but a bare ACK
+  for (std::size_t o = l4 + 20; o < end;) {
+    const unsigned kind = std::to_integer<unsigned>(f[o]);
+    if (kind == 0) break;  // EOL
+    if (kind == 1) {
+      ++o;
+      continue;
+    }
+    if (kind != 8 || o + 10 > end || std::to_integer<unsigned>(f[o + 1]) != 10) return std::nullopt;
+    o += 10;
+  }
+  PureAck a;
+  auto put = [&](std::size_t from, std::size_t n) {
+    std::memcpy(a.key.data() + a.key_len, f.data() + from, n);
+    a.key_len = static_cast<std::uint8_t>(a.key_len + n);
+  };
+  put(0, l2->l3);
+  put(addr, addr_len);
+  put(l4, 4);  // ports
+  a.ack = (std::uint32_t{be16(f, l4 + 8)} << 16U) | be16(f, l4 + 10);
+  return a;
+}
+
+bool supersedes(const PureAck& newer, const PureAck& older) {
+  return newer.key_len == older.key_len && newer.key == older.key &&
+         static_cast<std::int32_t>(newer.ack - older.ack) > 0;
+}
+
 Status fill_l4_checksum(std::span<std::byte> f) {
   auto l4 = parse_l4(f);
   if (!l4) return l4.error();

@@ -126,6 +126,20 @@ struct FlowTuple {
 };
 [[nodiscard]] FlowTuple flow_tuple(std::span<const std::byte> frame);
 
+// ACK filtering (RX, ack-filter=on): a pure cumulative TCP ACK is redundant when a later ACK of the same
+// connection, with a higher ack number, is delivered in the same batch (RFC 3449 5.2.2; CAKE's ack-filter).
+// Pure: no payload, flags exactly ACK (no SYN/FIN/RST/PSH/URG/ECE/CWR, no reserved or AE bit), options only NOP,
+// EOL and timestamps (no SACK: those carry loss information), IPv4 without fragmentation or IPv6 without
+// extension headers, the IP length consistent with the frame. An equal ack number is never superseded: duplicate
+// ACKs and window updates drive fast retransmit and flow control.
+struct PureAck {
+  std::array<std::byte, 54> key{};  // the L2 header (MACs, VLAN tag) + addresses + ports, zero-padded
+  std::uint8_t key_len = 0;
+  std::uint32_t ack = 0;
+};
+[[nodiscard]] std::optional<PureAck> pure_ack(std::span<const std::byte> frame);
+[[nodiscard]] bool supersedes(const PureAck& newer, const PureAck& older);
+
 // Writes the full Internet checksum of the L4 segment of `frame` (pseudo-header included) into its field.
 [[nodiscard]] Status fill_l4_checksum(std::span<std::byte> frame);
 

@@ -481,30 +481,37 @@ t_profile() {
 }
 
 # A/B of two Gears vif parameter sets (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s with vif 1 attached
-# with params $3, then re-attached with $4, in turn for $2 rounds, after a 3 s warm-up on each. Prints each
-# round and the vif's stats after it. E.g. ab 10 2 "" "--param tx-split=grant".
+# with params $3, then re-attached with $4, in turn for $2 rounds, after a 3 s warm-up on each; "netback" as a
+# parameter set runs that side over the stock netback vif instead. Prints each round (Mb/s, the guest's cwnd, then
+# CPU ms per MB and domain switches per MB over a separate traced transfer: sched_split) and the vif's stats.
+# E.g. ab 10 2 "" "--param tx-split=grant", or ab 10 3 "" netback.
 t_ab() {
-  local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p split tcp o
+  local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p split tcp o dst
   iperf_setup
   for r in $(seq "$rounds"); do
     for side in A B; do
       p=$a; [ $side = B ] && p=$b
-      dom0 "gearsctl detach $(domid pv1) vif 1" >/dev/null 2>&1; sleep 2
-      setup_vif pv1 "$p"
-      guest pv1 "iperf3 -c $NET.1 -t 3 >/dev/null" || true
+      dst=$NET
+      if [ "$p" = netback ]; then
+        dst=$SNET
+      else
+        dom0 "gearsctl detach $(domid pv1) vif 1" >/dev/null 2>&1; sleep 2
+        setup_vif pv1 "$p"
+      fi
+      guest pv1 "iperf3 -c $dst.1 -t 3 >/dev/null" || true
       # The guest's TCP state halfway (cwnd, ssthresh: slow start left early shows as a low ssthresh; needs
-      # GEARS_GUEST_TOOLS=ss) and Xen's scheduler split over 2 s of it.
-      # (A guest runs one exec at a time: the ss sample goes inside the iperf3 exec.)
-      guest pv1 "iperf3 -c $NET.1 -t $secs -J > /tmp/ab.json & sleep $((secs / 2 + 1)); : > /tmp/ab.tcp
-                 command -v ss >/dev/null && ss -tin dst $NET.1 | grep -o 'cwnd:[0-9]*\|ssthresh:[0-9]*' | tr '\n' ' ' > /tmp/ab.tcp
-                 wait" >/dev/null &
-      sleep $((secs / 2 + 2))  # a guest exec takes ~2 s to start
-      split=$("$REPO/lab/tools/xen-sched-split" 2 --json) || split='{}'
-      wait
+      # GEARS_GUEST_TOOLS=ss). (A guest runs one exec at a time: the ss sample goes inside the iperf3 exec.)
+      guest pv1 "iperf3 -c $dst.1 -t $secs -J > /tmp/ab.json & sleep $((secs / 2 + 1)); : > /tmp/ab.tcp
+                 command -v ss >/dev/null && ss -tin dst $dst.1 | grep -o 'cwnd:[0-9]*\|ssthresh:[0-9]*' | tr '\n' ' ' > /tmp/ab.tcp
+                 wait" >/dev/null || fail "iperf3 ($side)"
       o=$(guest pv1 "cat /tmp/ab.json") || fail "iperf3 ($side)"
       tcp=$(guest pv1 "cat /tmp/ab.tcp") || tcp=""
-      echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits; tcp: $tcp; sched: $(python3 -c 'import json, sys
-d = json.loads(sys.argv[1]); print(d["switches"] / d["span_s"], "switches/s", {k: v["share"] for k, v in d["domains"].items()})' "$split" 2>/dev/null)"
+      # Then CPU per MB over a traced transfer (steadier than Mb/s under TCG): dom0 + pv1 ms/MB, switches/MB.
+      split=$(sched_split "$dst")
+      echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits; tcp: $tcp; cost: $(python3 -c 'import json, sys
+d = json.loads(sys.argv[1]); mb_s = d["mbps"] / 8; sh = d["domains"]
+print("%.1f Mb/s, %.2f ms/MB (dom0 %.2f, pv1 %.2f), %.2f switches/MB" % (d["mbps"], (sh["Domain-0"]["share"] + sh["pv1"]["share"]) * 1000 / mb_s,
+      sh["Domain-0"]["share"] * 1000 / mb_s, sh["pv1"]["share"] * 1000 / mb_s, d["switches"] / d["span_s"] / mb_s))' "$split" 2>/dev/null)"
       echo "  stats: $(vif_stats "$(domid pv1)")"
     done
   done
