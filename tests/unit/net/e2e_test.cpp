@@ -1071,6 +1071,14 @@ TEST_F(NetE2E, FlowClassesDeliverTheBetterClassFirstToTheGuest) {
   d0.shutdown();
 }
 
+// Gives dom 5's vif one flow class (udp:9000, bronze) besides its default, and waits until the vif has it.
+void add_bronze_udp_class(Dom0& d0, daemon::HintRegistry& reg) {
+  auto h = hints::parse_text("flow=udp:9000,class=bronze");
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
+  ASSERT_TRUE(eventually([&] { return d0.stats(5)["flows"].size() == 2; }, 3000)) << d0.stats(5)["flows"].dump();
+}
+
 TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
   daemon::HintRegistry reg;
   Dom0 d0;
@@ -1078,11 +1086,8 @@ TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
   {
     Guest g(5, {.rx_initial = 0});
     ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
-    auto h = hints::parse_text("flow=udp:9000,class=bronze");
-    ASSERT_TRUE(h.ok());
-    ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
+    ASSERT_NO_FATAL_FAILURE(add_bronze_udp_class(d0, reg));
     auto flows = [&] { return d0.stats(5)["flows"]; };
-    ASSERT_TRUE(eventually([&] { return flows().size() == 2; }, 3000)) << flows().dump();
     // 20 frames of 60000 bytes (1.2 MB) while the guest takes nothing: one waits in the stash (taken from the FIFO
     // when delivery is tried, so a pull before that may find the FIFO one frame fuller), at most 17 fill the class's
     // 1 MiB FIFO, the rest are dropped.
@@ -1124,10 +1129,7 @@ TEST_F(NetE2E, AckFilterInFlowClassFifos) {
   {
     Guest g(5, {.rx_initial = 0});
     ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
-    auto h = hints::parse_text("flow=udp:9000,class=bronze");
-    ASSERT_TRUE(h.ok());
-    ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
-    ASSERT_TRUE(eventually([&] { return d0.stats(5)["flows"].size() == 2; }, 3000));
+    ASSERT_NO_FATAL_FAILURE(add_bronze_udp_class(d0, reg));
     const AckBatch b;
     write_while_no_buffers(d0, b);
     const int filtered = d0.stats(5)["rx_acks_filtered"].get<int>();
