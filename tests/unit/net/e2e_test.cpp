@@ -1071,22 +1071,26 @@ TEST_F(NetE2E, FlowClassesDeliverTheBetterClassFirstToTheGuest) {
   d0.shutdown();
 }
 
-// Gives dom 5's vif one flow class (udp:9000, bronze) besides its default, and waits until the vif has it.
-void add_bronze_udp_class(Dom0& d0, daemon::HintRegistry& reg) {
-  auto h = hints::parse_text("flow=udp:9000,class=bronze");
-  ASSERT_TRUE(h.ok());
-  ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
-  ASSERT_TRUE(eventually([&] { return d0.stats(5)["flows"].size() == 2; }, 3000)) << d0.stats(5)["flows"].dump();
-}
-
-TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
+// dom 5's vif with one flow class (udp:9000, bronze) besides its default, and a connected guest that posted no rx
+// buffers; runs `body`, then shuts dom0 down after the guest is gone.
+void with_bronze_class_guest(const std::function<void(Dom0&, Guest&)>& body) {
   daemon::HintRegistry reg;
   Dom0 d0;
   d0.add(5, json::object(), {}, &reg);
   {
     Guest g(5, {.rx_initial = 0});
     ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
-    ASSERT_NO_FATAL_FAILURE(add_bronze_udp_class(d0, reg));
+    auto h = hints::parse_text("flow=udp:9000,class=bronze");
+    ASSERT_TRUE(h.ok());
+    ASSERT_TRUE(reg.publish(5, daemon::HintSource::config, "config", h.value()));
+    ASSERT_TRUE(eventually([&] { return d0.stats(5)["flows"].size() == 2; }, 3000)) << d0.stats(5)["flows"].dump();
+    body(d0, g);
+  }
+  d0.shutdown();
+}
+
+TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
+  with_bronze_class_guest([](Dom0& d0, Guest& g) {
     auto flows = [&] { return d0.stats(5)["flows"]; };
     // 20 frames of 60000 bytes (1.2 MB) while the guest takes nothing: one waits in the stash (taken from the FIFO
     // when delivery is tried, so a pull before that may find the FIFO one frame fuller), at most 17 fill the class's
@@ -1115,21 +1119,14 @@ TEST_F(NetE2E, FlowClassRxFifoIsBoundedAndKeepsOrder) {
     EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
     EXPECT_EQ(seqs.front(), 0);
     EXPECT_EQ(flows()[1]["rx_backlog_bytes"], 0);
-  }
-  d0.shutdown();
+  });
 }
 
 // With flow classes the host is read ahead into class FIFOs; a pure ACK replaces its connection's ACK at the tail
 // of its class's FIFO. The first frame may already wait for buffers outside the FIFO, so 0 and 1 may arrive or
 // not; what must hold: 2 arrives, 5 never does (6 replaced it), the rest all arrive, in order.
 TEST_F(NetE2E, AckFilterInFlowClassFifos) {
-  daemon::HintRegistry reg;
-  Dom0 d0;
-  d0.add(5, json::object(), {}, &reg);
-  {
-    Guest g(5, {.rx_initial = 0});
-    ASSERT_TRUE(g.front.connect(std::chrono::seconds(10)));
-    ASSERT_NO_FATAL_FAILURE(add_bronze_udp_class(d0, reg));
+  with_bronze_class_guest([](Dom0& d0, Guest& g) {
     const AckBatch b;
     write_while_no_buffers(d0, b);
     const int filtered = d0.stats(5)["rx_acks_filtered"].get<int>();
@@ -1142,8 +1139,7 @@ TEST_F(NetE2E, AckFilterInFlowClassFifos) {
     EXPECT_EQ(got, want);
     EXPECT_TRUE(filtered == 3 || got.front() == 0 || got.front() == 1) << got.front();
     EXPECT_EQ(d0.stats(5)["rx_packets"], 11 - filtered);
-  }
-  d0.shutdown();
+  });
 }
 
 TEST_F(NetE2E, XdpHostParams) {
