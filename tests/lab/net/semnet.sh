@@ -506,7 +506,8 @@ t_ab() {
                  wait" >/dev/null || fail "iperf3 ($side)"
       o=$(guest pv1 "cat /tmp/ab.json") || fail "iperf3 ($side)"
       tcp=$(guest pv1 "cat /tmp/ab.tcp") || tcp=""
-      # Then CPU per MB over a traced transfer (steadier than Mb/s under TCG): dom0 + pv1 ms/MB, switches/MB.
+      # Then what each MB cost over a traced transfer: dom0 + pv1 CPU ms/MB, switches/MB (with the pCPU always busy,
+      # under TCG this follows the throughput of the moment).
       split=$(sched_split "$dst")
       echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits; tcp: $tcp; cost: $(python3 -c 'import json, sys
 d = json.loads(sys.argv[1]); mb_s = d["mbps"] / 8; sh = d["domains"]
