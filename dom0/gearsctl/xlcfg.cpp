@@ -162,7 +162,8 @@ std::string ConfigError::format() const {
 }
 
 const std::vector<std::string_view>& known_gears_keys() {
-  static const std::vector<std::string_view> keys = {"gears_channel", "gears_hints", "gears_disk", "gears_vif"};
+  static const std::vector<std::string_view> keys = {"gears_channel", "gears_hints", "gears_proctrack", "gears_disk",
+                                                      "gears_vif"};
   return keys;
 }
 
@@ -311,10 +312,47 @@ ConfigResult load_gears_config(const std::string& path) {
     }
   }
 
+  // gears_proctrack: proctrack (docs/PROCTRACK.md) on the domain from its first instruction, planned before the
+  // devices: 1, 0, or its parameters as "k=v,..." (services/proctrack/README.md). HVM/PVH only: Xen raises CR3
+  // write events for those.
+  {
+    long on = 0;
+    bool want = false;
+    json params = json::object();
+    const int rc = ::xlu_cfg_get_long(cfg.get(), "gears_proctrack", &on, 1);
+    if (rc == 0) {
+      if (on != 0 && on != 1) return ck.error("gears_proctrack", "must be 0, 1 or a string of proctrack parameters");
+      want = on == 1;
+    } else if (rc != ESRCH) {
+      if (::xlu_cfg_get_string(cfg.get(), "gears_proctrack", &s, 1) != 0 || !s || !*s)
+        return ck.error("gears_proctrack", "must be 0, 1 or a string of proctrack parameters, e.g. \"kpti=auto\"");
+      auto split = split_spec(s);
+      if (auto* e = std::get_if<std::string>(&split)) return ck.error("gears_proctrack", *e);
+      static const std::vector<std::string_view> keys = {"os", "kpti", "btf", "system_map", "idle_death_s", "rescan_ms"};
+      for (const auto& [k, v] : std::get<0>(split)) {
+        if (std::find(keys.begin(), keys.end(), k) == keys.end())
+          return ck.error("gears_proctrack", fmt::format("unknown parameter '{}' (known: {})", k, fmt::join(keys, ", ")));
+        if (params.contains(k)) return ck.error("gears_proctrack", fmt::format("'{}' given twice", k));
+        params[k] = v;
+      }
+      want = true;
+    }
+    if (want) {
+      const char* builder = nullptr;  // the older spelling of an HVM guest: builder = "hvm"
+      const bool hvm_builder = plan.type.empty() && ::xlu_cfg_get_string(cfg.get(), "builder", &builder, 1) == 0 &&
+                               builder && std::string_view(builder) == "hvm";
+      if (plan.type != "pvh" && plan.type != "hvm" && !hvm_builder)
+        return ck.error("gears_proctrack", fmt::format("needs type = \"pvh\" or \"hvm\" (this domain is {}): Xen raises "
+                                                       "CR3 write events for HVM/PVH guests only",
+                                                       plan.type.empty() ? "pv by default" : "\"" + plan.type + "\""));
+      plan.devices.push_back(PlannedDevice{"proctrack", 0, std::move(params), "gears_proctrack", ck.line("gears_proctrack")});
+    }
+  }
+
   // gears_disk: the disk's own keys (dom0/backends/blk/README.md); any other key=value is a per-disk hint.
   if (auto e = ck.device_list("gears_disk", "vbd",
                               {"vdev", "target", "mode", "grants", "cache", "dcache", "dcache-file", "sector-size",
-                               "regions", "weights", "capacity", "depth", "anticipate"},
+                               "regions", "procs", "weights", "capacity", "depth", "anticipate"},
                               {"vdev", "target"}, plan))
     return *e;
   // gears_vif: the vif's own keys (dom0/backends/net/README.md); any other key=value is a per-vif hint.

@@ -136,8 +136,9 @@ void ProcTrackDevice::stop() {
   if (loop_ != nullptr) {
     if (fd_watch_ != 0) loop_->remove(fd_watch_);
     if (timer_ != 0) loop_->remove(timer_);
+    if (rename_timer_ != 0) loop_->remove(rename_timer_);
   }
-  fd_watch_ = timer_ = 0;
+  fd_watch_ = timer_ = rename_timer_ = 0;
   ring_ = xen::MonitorRing();  // pause, disable, drain + answer, unbind, unmap, disable, unpause
   dir_.stop(domid(), now_ns());
   daemon::log_device(spdlog::level::info, key(), "monitoring stopped after {} CR3 events", c_.cr3);
@@ -187,7 +188,15 @@ void ProcTrackDevice::on_request(const vm_event_request_t& req, std::int64_t t) 
   }
   Identity who{k, -1, {}};
   if (auto o = table_.owner(k)) who = *o;
-  if (switched) dir_.ran(domid(), req.vcpu_id, t, who);
+  if (switched) {
+    cur_key_[req.vcpu_id] = {k, who};
+    dir_.ran(domid(), req.vcpu_id, t, who);
+    for (const auto& e : evs)
+      if (who.pid >= 0 && e.pid == who.pid && (e.type == "exec" || e.type == "birth")) {
+        arm_rename_check();
+        break;
+      }
+  }
   publish(evs, as, !evs.empty());
 }
 
@@ -244,10 +253,38 @@ void ProcTrackDevice::rescan() {
     const bool paused = xc_.pause(dom_).ok();
     if (!paused) ++c_.pause_errors;
     walk(t, evs);
+    refresh_occupants(t);  // the walk read every name; this carries a changed one into the timeline
     if (paused && !xc_.unpause(dom_).ok()) ++c_.pause_errors;
   }
   table_dirty_ = true;
   publish(evs, as, true);
+}
+
+void ProcTrackDevice::arm_rename_check() {
+  rename_checks_left_ = 2;
+  if (rename_timer_ != 0 || loop_ == nullptr) return;
+  auto t = loop_->add_timer(std::chrono::milliseconds(5), std::chrono::milliseconds(45), [this] {
+    refresh_occupants(now_ns());
+    if (--rename_checks_left_ <= 0 && rename_timer_ != 0) {
+      loop_->remove(rename_timer_);
+      rename_timer_ = 0;
+    }
+  });
+  if (t) rename_timer_ = t.value();
+}
+
+void ProcTrackDevice::refresh_occupants(std::int64_t t) {
+  if (!linux_ || kernel_cr3_ == 0) return;
+  for (auto& [vcpu, cur] : cur_key_) {
+    const ProcRow* row = table_.owner_row(cur.first);
+    if (row == nullptr) continue;
+    if (auto info = linux_->probe(kernel_cr3_, row->task); info && table_.refresh(*row, *info)) table_dirty_ = true;
+    auto o = table_.owner(cur.first);
+    if (!o || *o == cur.second) continue;
+    ++c_.renames;
+    cur.second = *o;
+    dir_.ran(domid(), vcpu, t, *o);
+  }
 }
 
 void ProcTrackDevice::publish(std::vector<ProcEvent>& evs, std::vector<AsEvent>& as, bool table_changed) {
@@ -297,6 +334,7 @@ nlohmann::json ProcTrackDevice::stats() const {
       {"walks_incomplete", p.incomplete},
       {"walk_errors", c_.walk_errors},
       {"switches_without_walk", c_.probes_only},
+      {"renames", c_.renames},
       {"pause_errors", c_.pause_errors},
   };
   if (!last_walk_error_.empty()) j["last_walk_error"] = last_walk_error_;

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,9 @@ class ProcTrackDevice final : public daemon::Device {
   [[nodiscard]] bool needs_walk(std::uint64_t in_key, std::uint64_t out_key, bool born);
   void walk(std::int64_t t, std::vector<ProcEvent>& evs);
   void rescan();
+  // Re-reads the names of the vCPUs' current occupants into the table and, when one changed, the timeline.
+  void refresh_occupants(std::int64_t t);
+  void arm_rename_check();
   void publish(std::vector<ProcEvent>& evs, std::vector<AsEvent>& as, bool table_changed);
 
   ProcTrackOptions o_;
@@ -84,12 +88,19 @@ class ProcTrackDevice final : public daemon::Device {
   ProcessTable table_;
   daemon::Reactor* loop_ = nullptr;
   std::uint64_t fd_watch_ = 0, timer_ = 0;
+  // A process that execs loads its new address space (exec_mmap) before Linux gives it its new name
+  // (__set_task_comm, later in the same execve), so the walk at that CR3 write reads the old name, and a process
+  // that then runs alone makes no further CR3 write. After a birth or exec of the incoming process, its name is
+  // read again 5 ms and 50 ms later (rename_timer_, one at a time); every rescan does the same for all vCPUs.
+  std::uint64_t rename_timer_ = 0;
+  int rename_checks_left_ = 0;
+  std::map<std::uint32_t, std::pair<std::uint64_t, Identity>> cur_key_;  // vCPU -> last switch's key, occupant
   std::uint64_t kernel_cr3_ = 0, lstar_ = 0;
   bool table_dirty_ = false;
 
   struct Counters {
     std::uint64_t requests = 0, cr3 = 0, other = 0, bad_version = 0, kicks = 0, ring_errors = 0;
-    std::uint64_t walk_errors = 0, pause_errors = 0, probes_only = 0;
+    std::uint64_t walk_errors = 0, pause_errors = 0, probes_only = 0, renames = 0;
     std::uint64_t handler_ns = 0;  // wall time from kick to notify returned (on 1 pCPU: includes guest time)
     std::uint64_t work_ns = 0;     // time spent on the requests themselves (tracker, walk, publish)
     std::uint64_t walk_ns = 0;

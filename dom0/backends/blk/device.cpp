@@ -72,6 +72,7 @@ BlkConfig parse_config(const nlohmann::json& p, std::uint32_t devid) {
   else throw std::invalid_argument("grants='" + g + "': expected copy or persistent");
   c.sched.weights = parse_weights(param(p, "weights"), c.sched.weights);
   c.sched.extents = parse_regions(param(p, "regions"));
+  c.sched.procs = parse_procs(param(p, "procs"));
   c.sched.rate_bps = parse_rate(param(p, "capacity", param(p, "rate")));  // the disk's capacity model (bytes/s)
   const std::string depth = param(p, "depth", "64");
   if (depth.empty() || depth.find_first_not_of("0123456789") != std::string::npos || depth.size() > 4 ||
@@ -156,7 +157,7 @@ Status BlkDevice::start(daemon::Reactor& loop) {
 
     auto n = nodes;
     nlohmann::json keep = nlohmann::json::object();
-    for (const char* k : {"grants", "regions", "weights", "capacity", "rate", "depth", "anticipate", "class", "hints", "cache",
+    for (const char* k : {"grants", "regions", "procs", "weights", "capacity", "rate", "depth", "anticipate", "class", "hints", "cache",
                           "dcache", "dcache-file", "sector-size", "vdev"})
       if (params_.contains(k)) keep[k] = params_[k];
     n.be_keys = {{"params", cfg_.target},
@@ -177,18 +178,18 @@ Status BlkDevice::start(daemon::Reactor& loop) {
   auto tw = loop.add_fd(target_->fd(), target_events_, [this](std::uint32_t ev) { on_target(ev); });
   if (!tw) return tw.error();
   target_watch_ = *tw;
-  if (cfg_.class_set) {
-    class_source_ = "disk";
-  } else if (hints_) {
+  attr_.set_comm_rules(cfg_.sched.procs);
+  if (cfg_.class_set) class_source_ = "disk";
+  if (hints_) {
     // The listener runs on the publisher's thread: it only posts to our loop.
     const std::uint32_t me = domid();
     hint_sub_ = hints_->subscribe([this, me, alive = std::weak_ptr<const char>(alive_)](std::uint32_t changed) {
       if (changed != me || alive.expired()) return;
       loop_->post([this, alive] {
-        if (!alive.expired()) refresh_class();
+        if (!alive.expired()) refresh_hints();
       });
     });
-    refresh_class();
+    refresh_hints();
     class_changes_ = 0;  // counts live changes only
   }
   if (auto s = driver_->start(); !s) return s;
@@ -266,6 +267,13 @@ void BlkDevice::stop() {
   target_.reset();  // waits for what the kernel still does: then no zero-bounce I/O is in flight
   pins_.reset();
   if (store_) xenbus::remove_device_nodes(*store_, blk_nodes(dom, key().devid));
+}
+
+// Process-scoped hint sets with a class (pid, comm) become the attribution's per-process rules; live.
+void BlkDevice::refresh_hints() {
+  refresh_class();
+  if (attr_.set_hint_rules(hints_->snapshot(domid())))
+    spdlog::info("dom={} dev={}: process classes from hints: {}", domid(), name(), attr_.rules_json().dump());
 }
 
 // A disk without its own class takes the one the registry resolves for it (domain-scope gears_hints, then hints
@@ -438,10 +446,16 @@ void BlkDevice::pump_all() {
 void BlkDevice::pump(std::uint32_t q) {
   const std::uint64_t gen = gen_;
   const std::int32_t proc = attr_.look(domid(), q, static_cast<std::int64_t>(now_ns()));
+  const auto pc = attr_.class_of(proc);
+  if (proc < 0 && attr_.has_rules() && !waits_for_proctrack_) {
+    waits_for_proctrack_ = true;
+    spdlog::info("dom={} dev={}: per-process classes wait for proctrack to name the guest's processes "
+                 "(gearsctl attach {} proctrack 0)", domid(), name(), domid());
+  }
   while (q < queues_.size() && gen == gen_) {
     Ring& ring = *queues_[q].ring;
     if (free_slots_.empty()) return;  // resumed from complete()
-    auto n = ring.consume(free_slots_.size(), [&](const blkif_request& r) { intake(q, r, proc); });
+    auto n = ring.consume(free_slots_.size(), [&](const blkif_request& r) { intake(q, r, proc, pc); });
     if (!n) {
       close("ring producer index out of range", "req_prod beyond the ring");
       return;
@@ -465,7 +479,8 @@ void BlkDevice::note_reject(const Reject& r) {
   if (fresh) spdlog::warn("dom={} dev={}: request rejected: {} (id {}, further ones counted)", domid(), name(), r.why, r.id);
 }
 
-void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc) {
+void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc,
+                       const std::optional<Attribution::ProcClass>& pc) {
   Parsed p = parse_request(raw, geo_);
   if (!p.ok()) {
     note_reject(p.reject());
@@ -484,6 +499,7 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
   s.t_enq = now_ns();
   s.t_disp = 0;
   s.proc = proc;
+  s.rule = -1;
   if (s.req.indirect) {
     // Copy the indirect pages into private memory (fetched once), then parse them: a page in the persistent-grant
     // cache is memcpy'd (blkfront grants its indirect pages persistently too), any other one grant-copied.
@@ -546,7 +562,15 @@ void BlkDevice::intake(std::uint32_t q, const blkif_request& raw, std::int32_t p
     release(si);
     return;
   }
-  s.cls = s.req.op == Op::flush ? Classified{cfg_.sched.default_class, -1} : sched_->classify(s.req.sector);
+  if (s.req.op == Op::flush) {
+    s.cls = Classified{cfg_.sched.default_class, -1};
+  } else {
+    s.cls = sched_->classify(s.req.sector);
+    if (pc) {  // the submitting process's class wins over extents and the default (the extent's label stays)
+      s.cls.cls = pc->cls;
+      s.rule = pc->key;
+    }
+  }
   sched_->enqueue(si, s.cls.cls, len, s.t_enq);
 }
 
@@ -751,6 +775,7 @@ void BlkDevice::finish(std::uint32_t si, std::int16_t status) {
     add(class_stats_[s.cls.cls]);
     if (s.cls.label >= 0) add(label_stats_[static_cast<std::size_t>(s.cls.label)]);
     if (b > 0) attr_.account(s.proc, s.req.op == Op::write, b);
+    if (s.rule >= 0) attr_.account_rule(s.rule, b);
   }
   if (s.gen == gen_) respond(s.queue, s.req.id, s.req.wire_op, status);
   release(si);
@@ -817,6 +842,7 @@ nlohmann::json BlkDevice::stats() const {
           {"class_changes", class_changes_},
           {"processes", labels},
           {"guest_processes", attr_.to_json()},
+          {"process_classes", attr_.rules_json()},
           {"attributed_requests", attr_.attributed()},
           {"unattributed_requests", attr_.unattributed()},
           {"last_error", last_error_}};

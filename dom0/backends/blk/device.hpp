@@ -64,8 +64,9 @@ struct BlkConfig {
 
 class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
  public:
-  // hints: gearsd's registry, for process identity (attribution) and the domain's class (a disk without its own
-  // class= takes the class of the domain's gears_hints, or of hints published for this disk); nullptr = none.
+  // hints: gearsd's registry, for process identity (attribution), process-scoped classes (hint sets with a pid),
+  // and the domain's class (a disk without its own class= takes the class of the domain's gears_hints, or of hints
+  // published for this disk); nullptr = none.
   explicit BlkDevice(daemon::DeviceSpec spec, daemon::HintRegistry* hints = nullptr);
   ~BlkDevice() override;
 
@@ -100,6 +101,7 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
     Classified cls;
     std::uint64_t t_enq = 0, t_disp = 0;
     std::int32_t proc = -1;  // Attribution index of the submitting guest process
+    std::int32_t rule = -1;  // Attribution rule key that gave its class (-1: none)
   };
   struct ClassStats {
     std::uint64_t reqs = 0, bytes = 0, wait_ns = 0, service_ns = 0;
@@ -122,7 +124,8 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   // Requests of the current connection not yet answered.
   [[nodiscard]] std::size_t outstanding() const;
   // One request copied out of queue q's ring.
-  void intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc);
+  void intake(std::uint32_t q, const blkif_request& raw, std::int32_t proc,
+              const std::optional<Attribution::ProcClass>& pc);
   void respond(std::uint32_t q, std::uint64_t id, std::uint8_t op, std::int16_t status);
   void flush_responses();
   void dispatch();
@@ -178,6 +181,8 @@ class BlkDevice final : public daemon::Device, private xenbus::BackendHooks {
   std::uint64_t class_changes_ = 0;
   std::shared_ptr<const char> alive_ = std::make_shared<const char>('\0');  // posted work checks it
   void refresh_class();  // loop thread
+  void refresh_hints();  // loop thread: the default class and the process-scoped hint rules
+  bool waits_for_proctrack_ = false;  // logged once: process rules but nothing attributed
   std::map<std::string, std::uint64_t, std::less<>> reject_reasons_;
   std::string last_error_;
 };

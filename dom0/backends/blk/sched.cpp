@@ -32,8 +32,10 @@ std::uint8_t parse_class(const std::string& s) {
   if (s == "gold") return 0;
   if (s == "silver") return 1;
   if (s == "bronze") return 2;
+  const bool number = !s.empty() && s.size() <= 3 && s.find_first_not_of("0123456789") == std::string::npos;
+  if (!number || to_u64(s, "class") >= kClasses)
+    throw std::invalid_argument("class '" + s + "': expected gold, silver, bronze or 0..7");
   const auto v = to_u64(s, "class");
-  if (v >= kClasses) throw std::invalid_argument("class '" + s + "': expected gold, silver, bronze or 0..7");
   return static_cast<std::uint8_t>(v);
 }
 
@@ -67,6 +69,33 @@ std::vector<Extent> parse_regions(const std::string& s) {
     if (parts.size() == 3) e.label = std::string(parts[2]);
     if (out.size() >= 256) throw std::invalid_argument("regions: at most 256");
     out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<ProcRule> parse_procs(const std::string& s) {
+  std::vector<ProcRule> out;
+  for (auto item : split(s, ';')) {
+    if (item.empty()) continue;
+    const auto c = item.rfind(':');
+    if (c == std::string_view::npos) throw std::invalid_argument("procs: '" + std::string(item) + "' is not comm:class");
+    ProcRule r;
+    r.comm = std::string(item.substr(0, c));
+    // Linux keeps TASK_COMM_LEN - 1 = 15 bytes of a name: a longer rule could never match.
+    if (r.comm.empty() || r.comm.size() > 15)
+      throw std::invalid_argument("procs: process name '" + r.comm + "' must be 1-15 bytes (Linux's comm)");
+    for (const char ch : r.comm)
+      if (ch < 0x21 || ch > 0x7e || ch == ':' || ch == ',')
+        throw std::invalid_argument("procs: process name '" + r.comm + "': printable characters only, no ':' or ','");
+    try {
+      r.cls = parse_class(std::string(item.substr(c + 1)));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("procs: '" + std::string(item) + "': " + e.what());
+    }
+    for (const auto& o : out)
+      if (o.comm == r.comm) throw std::invalid_argument("procs: '" + r.comm + "' given twice");
+    if (out.size() >= 64) throw std::invalid_argument("procs: at most 64");
+    out.push_back(std::move(r));
   }
   return out;
 }

@@ -1,6 +1,9 @@
 // The semantic disk scheduler: which validated request goes to the target next.
 //
 // Classification (classify()): a blkif request carries no process id, so attribution comes from hints:
+//   0. the submitting guest process's class, when proctrack names the process (Attribution::class_of in
+//      attribution.hpp: a process-scoped hint set for its pid, else a `procs=comm:class` rule); the device
+//      applies it over what classify() returns
 //   1. extents: sector ranges with a QoS class and a label (e.g. the extents of one process's files, as
 //      `gears-front` resolves them with FIEMAP, or regions declared in the disk's config:
 //      regions=0-1048575:gold:fast;1048576-2097151:bronze:slow)
@@ -37,6 +40,12 @@ struct Extent {
   std::string label;  // per-process statistics key ("" = the class name)
 };
 
+// A guest process's class by its name (Linux's comm: at most 15 bytes), from the disk's `procs=` key.
+struct ProcRule {
+  std::string comm;
+  std::uint8_t cls = 1;
+};
+
 struct SchedConfig {
   std::array<std::uint32_t, kClasses> weights{4, 2, 1, 1, 1, 1, 1, 1};
   std::uint8_t default_class = 1;   // silver
@@ -44,15 +53,19 @@ struct SchedConfig {
   std::uint32_t depth = 64;         // dispatched and not completed, at most
   std::uint32_t anticipate_us = 0;  // 0 = off
   std::vector<Extent> extents;
+  std::vector<ProcRule> procs;
 };
 
 // Parses the textual knobs (throws std::invalid_argument with a clear message).
 //   weights   "gold:4,bronze:1" or "0:4;2:1" (";" where "," separates keys, as in gears_disk)
 //   regions   "first-last:class[:label];..." sectors, class by name or number
+//   procs     "comm:class;..." a guest process's name (1-15 printable bytes, no ':' ';' ','), class by name or
+//             number; each name once, at most 64
 //   rate      "50M" / "200K" / "1048576" bytes per second
 [[nodiscard]] std::array<std::uint32_t, kClasses> parse_weights(const std::string& s,
                                                                 std::array<std::uint32_t, kClasses> base);
 [[nodiscard]] std::vector<Extent> parse_regions(const std::string& s);
+[[nodiscard]] std::vector<ProcRule> parse_procs(const std::string& s);
 [[nodiscard]] std::uint64_t parse_rate(const std::string& s);
 [[nodiscard]] std::uint8_t parse_class(const std::string& s);
 

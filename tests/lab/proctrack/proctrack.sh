@@ -1,6 +1,6 @@
 #!/bin/bash
 # proctrack lab tests (issue 7), against the lab booted by the `gears_lab` fixture (guest pvh1).
-#   proctrack.sh accuracy [N] | toggle [ROUNDS] | io_attribution | kpti [N] | hvm [N] | bench [N]
+#   proctrack.sh accuracy [N] | toggle [ROUNDS] | io_attribution | io_priority | create | kpti [N] | hvm [N] | bench [N]
 # gearsd runs in dom0 (started here if needed); its log is /run/gears/gearsd.log in dom0.
 # The guest workload forks and execs N short processes named "ptkchild" (a busybox link that is no applet:
 # it execs, prints an error, exits 127); the truth is N.
@@ -163,6 +163,118 @@ PY
   pass "semblk's per-process statistics tell the reader and the writer apart (no gears-front)"
 }
 
+# Antfarm's case study on real Xen: the disk scheduler classes I/O by the guest process that issued it, named by
+# proctrack, with no gears-front. Two readers run busybox under two names (busybox-hi, busybox-lo: a busybox link
+# whose name starts with "busybox" runs its first argument as the applet, in the same process) over two halves of a
+# Gears disk whose regions only label the halves (A, B: silver, so the sectors alone favour nobody). The disk is
+# made the bottleneck (capacity 8 MB/s) with gold:bronze weights 4:1. procs= gives hi gold and lo bronze, then the
+# other way round: each time the gold reader must get >= 3x the bronze one's bytes (by the halves' labels, the
+# truth the attribution does not decide), so the share follows the process, not the half it reads.
+io_prio_run() {  # io_prio_run <domid> <procs rules> -> one JSON line {"A": MB/s, "B": MB/s, ...}
+  local id=$1 rules=$2 s0 s1 secs=20
+  dom0 "rm -f /tmp/ioprio.img && truncate -s 1G /tmp/ioprio.img && gearsctl attach $id vbd 51760 --param target=file:/tmp/ioprio.img \
+        --param capacity=8M --param weights=gold:4,bronze:1 --param anticipate=150000 \
+        --param regions='0-1048575:silver:A;1048576-2097151:silver:B' --param procs='$rules'" \
+    || fail "attach a Gears disk with procs=$rules"
+  guest "$GUEST" "for i in \$(seq 100); do [ -b /dev/xvdd ] && exit 0; sleep 0.2; done; cat /proc/partitions; exit 1" \
+    || fail "$GUEST: /dev/xvdd did not appear"
+  guest "$GUEST" "ln -sf /bin/busybox /tmp/ptk/busybox-hi && ln -sf /bin/busybox /tmp/ptk/busybox-lo
+cat > /tmp/ptk/prio.sh <<'EOF2'
+r() { while :; do /tmp/ptk/busybox-\$1 dd if=/dev/xvdd of=/dev/null bs=1M count=256 skip=\$2 iflag=direct 2>/dev/null || exit; done; }
+r hi 0 </dev/null >/dev/null 2>&1 & echo \$! > /tmp/ptk/prio.a; r lo 512 </dev/null >/dev/null 2>&1 & echo \$! > /tmp/ptk/prio.b
+EOF2
+sh /tmp/ptk/prio.sh" || fail "start the readers"
+  sleep 5
+  s0=$(dom0 "gearsctl stats") || fail "stats"
+  sleep $secs
+  s1=$(dom0 "gearsctl stats") || fail "stats"
+  guest "$GUEST" "kill -9 \$(cat /tmp/ptk/prio.a) \$(cat /tmp/ptk/prio.b); killall -9 busybox-hi busybox-lo 2>/dev/null; sleep 1; true"
+  dom0 "gearsctl detach $id vbd 51760; rm -f /tmp/ioprio.img" >/dev/null 2>&1
+  guest "$GUEST" "for i in \$(seq 50); do [ -b /dev/xvdd ] || exit 0; sleep 0.2; done" || true
+  python3 - "$s0" "$s1" "$secs" "$id" <<'PY'
+import json, sys
+s0, s1, secs, dom = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+def disk(s):
+    return next(d["stats"] for d in s["devices"] if d.get("dom") == dom and d.get("dev") == "vbd/51760")
+a, b = disk(s0), disk(s1)
+mbps = {k: (b["processes"][k]["bytes"] - a["processes"].get(k, {}).get("bytes", 0)) / secs / 1e6 for k in ("A", "B")}
+print(json.dumps({"MBps": mbps, "process_classes": b.get("process_classes"),
+                  "classes": {k: v["bytes"] for k, v in b.get("classes", {}).items()},
+                  "attributed_requests": b.get("attributed_requests"), "unattributed_requests": b.get("unattributed_requests")}))
+PY
+}
+
+t_io_priority() {
+  local id one two
+  ensure_gearsd; setup_guest
+  id=$(dom0 "xl domid $GUEST") || fail "no $GUEST"
+  dom0 "gearsctl detach $id proctrack 0; gearsctl detach $id vbd 51760" >/dev/null 2>&1
+  attach "$id"
+  one=$(io_prio_run "$id" "busybox-hi:gold;busybox-lo:bronze") || fail "run 1"
+  echo "hi gold, lo bronze: $one"
+  two=$(io_prio_run "$id" "busybox-hi:bronze;busybox-lo:gold") || fail "run 2"
+  echo "hi bronze, lo gold: $two"
+  dom0 "gearsctl detach $id proctrack 0" >/dev/null 2>&1
+  python3 - "$(tail -1 <<<"$one")" "$(tail -1 <<<"$two")" <<'PY' || fail "the share did not follow the process"
+import json, sys
+one, two = json.loads(sys.argv[1])["MBps"], json.loads(sys.argv[2])["MBps"]
+r1 = one["A"] / max(one["B"], 1e-9)   # hi (half A) gold
+r2 = two["B"] / max(two["A"], 1e-9)   # lo (half B) gold
+print(f"hi gold: hi {one['A']:.2f} MB/s, lo {one['B']:.2f} MB/s ({r1:.2f}x); "
+      f"lo gold: lo {two['B']:.2f} MB/s, hi {two['A']:.2f} MB/s ({r2:.2f}x)")
+sys.exit(0 if r1 >= 3.0 and r2 >= 3.0 else 1)
+PY
+  pass "the disk's weights follow the guest process named by proctrack (procs=, no gears-front)"
+}
+
+# An xl config declares proctrack and a disk scheduled by guest process; gearsctl create sets both up while the domain
+# is paused, before its first instruction. The guest (pvhc: pvh1's config under another name) then reads its
+# disk as two programs; their requests land in the classes procs= gives their names. xl destroy reaps both devices.
+t_create() {
+  local cfg=$LABDIR/run/pvhc.cfg img=/tmp/pvhc.img id out st ps
+  [ -f "$LABDIR/run/pvh1.cfg" ] || fail "no $LABDIR/run/pvh1.cfg to start from"
+  ensure_gearsd
+  dom0 "xl destroy pvhc" >/dev/null 2>&1
+  { sed -e 's/^name = .*/name = "pvhc"/' "$LABDIR/run/pvh1.cfg"
+    echo 'gears_proctrack = 1'
+    echo "gears_disk = [ \"vdev=xvdb,target=file:$img,procs=busybox-hi:gold;busybox-lo:bronze\" ]"; } >"$cfg"
+  dom0 "rm -f $img && truncate -s 64M $img && gearsctl create --dry-run $cfg >/dev/null" || fail "the config does not validate"
+  stamp "gearsctl create pvhc"
+  T=200 dom0 "gearsctl create $cfg" || fail "gearsctl create $cfg"
+  id=$(dom0 "xl domid pvhc") || fail "pvhc not running"
+  T=450 dom0 "for i in \$(seq 800); do xenstore-read /local/domain/$id/data/lab/ready >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1" \
+    || { dom0 "xl destroy pvhc"; fail "pvhc's lab agent did not come up in 400 s"; }
+  stamp "pvhc up"
+  out=$(guest pvhc "for i in \$(seq 100); do [ -b /dev/xvdb ] && break; sleep 0.2; done
+        ln -sf /bin/busybox /tmp/busybox-hi && ln -sf /bin/busybox /tmp/busybox-lo &&
+        /tmp/busybox-hi dd if=/dev/xvdb of=/dev/null bs=64k count=128 iflag=direct 2>&1 &&
+        /tmp/busybox-lo dd if=/dev/xvdb of=/dev/null bs=64k count=64 skip=256 iflag=direct 2>&1") \
+    || { dom0 "xl destroy pvhc"; fail "pvhc: reads failed: $out"; }
+  st=$(dom0 "gearsctl stats") || fail "stats"
+  ps=$(dom0 "gearsctl ps $id --json") || fail "gearsctl ps $id"
+  dom0 "xl destroy pvhc" >/dev/null 2>&1
+  python3 - "$st" "$ps" "$id" <<'PY' || fail "the created guest's disk did not class its programs' reads"
+import json, sys
+st, ps, dom = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+mine = {d["dev"]: d for d in st["devices"] if d.get("dom") == dom}
+assert "proctrack/0" in mine and "vbd/0" in mine, f"devices of dom {dom}: {sorted(mine)}"
+disk = mine["vbd/0"]["stats"]
+pc, cls = disk.get("process_classes", {}), {k: v["bytes"] for k, v in disk.get("classes", {}).items()}
+c = ps["counters"]
+print(json.dumps({"proctrack": {k: c.get(k) for k in ("cr3_events", "walks", "walk_errors")},
+                  "processes_seen": len(ps.get("processes", [])), "process_classes": pc, "class_bytes": cls}))
+hi, lo = pc.get("comm=busybox-hi", {}).get("bytes", 0), pc.get("comm=busybox-lo", {}).get("bytes", 0)
+# 8 MiB read as busybox-hi, 4 MiB as busybox-lo: most of each must be credited to its rule, in its class.
+ok = c.get("walks", 0) > 0 and hi >= 4 << 20 and lo >= 2 << 20 and cls.get("gold", 0) >= hi and cls.get("bronze", 0) >= lo
+sys.exit(0 if ok else 1)
+PY
+  # The dead domain's devices are reaped (@releaseDomain).
+  dom0 "for i in \$(seq 50); do gearsctl list --json | grep -q '\"dom\":$id,' || exit 0; sleep 0.2; done; exit 1" \
+    || fail "dom $id's devices outlived it"
+  dom0 "rm -f $img"
+  pass "gearsctl create set up proctrack from boot and a disk that classes by program (dom $id); reaped after xl destroy"
+}
+
 # KPTI on real Xen: a second PVH guest booted with pti=on (Linux then gives each process a user/kernel PGD
 # pair and switches CR3 between them on every kernel entry). The lab's CPU is AMD-like, so KPTI is off unless
 # forced; PCID cannot be tested: QEMU TCG does not offer it. The accuracy run must hold on that guest, and
@@ -234,7 +346,9 @@ case "${1:-}" in
   toggle) shift; t_toggle "$@" ;;
   bench) shift; t_bench "$@" ;;
   io_attribution) t_io_attribution ;;
+  io_priority) t_io_priority ;;
+  create) t_create ;;
   kpti) shift; t_kpti "$@" ;;
   hvm) shift; t_hvm "$@" ;;
-  *) echo "usage: $0 accuracy [N] | toggle [ROUNDS] | io_attribution | kpti [N] | hvm [N] | bench [N]" >&2; exit 2 ;;
+  *) echo "usage: $0 accuracy [N] | toggle [ROUNDS] | io_attribution | io_priority | create | kpti [N] | hvm [N] | bench [N]" >&2; exit 2 ;;
 esac

@@ -17,6 +17,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -146,6 +147,86 @@ TEST_F(BlkE2E, DisksOwnClassWinsOverTheDomains) {
   reg.replace(6, daemon::HintSource::config, "config", {domain_class(hints::kSilver)});
   EXPECT_EQ(dom0_->stats(6)["default_class"], hints::kBronze);
   dom0_.reset();
+}
+
+// Whoever the oracle says is on the guest's vCPU when the ring is read (proctrack in gearsd).
+class OnCpu final : public daemon::ProcessOracle {
+ public:
+  std::optional<daemon::GuestProcess> submitter(std::uint32_t, std::uint32_t, std::int64_t) const override {
+    std::lock_guard g(m);
+    return now;
+  }
+  void set(std::optional<daemon::GuestProcess> p) {
+    std::lock_guard g(m);
+    now = std::move(p);
+  }
+  mutable std::mutex m;
+  std::optional<daemon::GuestProcess> now;
+};
+
+// Antfarm's case: the disk schedules by the guest process that issued the I/O, named by proctrack, with no help
+// from the guest. procs= rules by name win over extents; a process-scoped hint set for a pid wins over them, live.
+TEST_F(BlkE2E, SubmittingProcessChoosesTheClass) {
+  TempDisk disk(16 << 20);
+  daemon::HintRegistry reg;
+  auto oracle = std::make_shared<OnCpu>();
+  reg.set_process_oracle(oracle);
+  dom0_->add(7, 51728, {{"target", disk.path}, {"procs", "busybox-hi:gold;busybox-lo:bronze"},
+                        {"regions", "0-1023:silver:low"}}, &reg);
+  {
+    fake::AsDomain as(7);
+    blkfront::Frontend f({.devid = 51728});
+    auto read = [&](std::uint64_t sector) {
+      auto r = f.rw(BLKIF_OP_READ, sector, 0, 1);
+      ASSERT_TRUE(r);
+      EXPECT_EQ(*r, BLKIF_RSP_OKAY);
+    };
+    read(0);  // nobody known: the extent's class
+    oracle->set(daemon::GuestProcess{40, "busybox-hi", 0x1000});
+    read(8);
+    read(2048);
+    oracle->set(daemon::GuestProcess{41, "busybox-lo", 0x2000});
+    read(16);
+    oracle->set(daemon::GuestProcess{42, "sh", 0x3000});
+    read(24);  // no rule: the extent's class again
+    auto st = dom0_->stats(7);
+    EXPECT_EQ(st["classes"]["gold"]["reqs"], 2U) << st["classes"].dump();
+    EXPECT_EQ(st["classes"]["bronze"]["reqs"], 1U);
+    EXPECT_EQ(st["classes"]["silver"]["reqs"], 2U);
+    EXPECT_EQ(st["processes"]["low"]["reqs"], 4U) << "the extent's label still counts what lies in it";
+    EXPECT_EQ(st["process_classes"]["comm=busybox-hi"]["reqs"], 2U);
+    EXPECT_EQ(st["process_classes"]["comm=busybox-hi"]["bytes"], 8192U);
+    EXPECT_EQ(st["process_classes"]["comm=busybox-lo"]["reqs"], 1U);
+
+    // gears-front (or gearsctl attach --hints) says pid 41 is gold: it applies live, over the name's rule.
+    hints::HintSet h;
+    h.scope.kind = hints::ScopeKind::process;
+    h.process = hints::ProcessIdentity{41, "busybox-lo", ""};
+    h.qos = hints::Qos{hints::kGold, 0};
+    ASSERT_TRUE(reg.publish(7, daemon::HintSource::channel, "channel/0", h));
+    oracle->set(daemon::GuestProcess{41, "busybox-lo", 0x2000});
+    (void)dom0_->stats(7);  // the registry's listener posted to the device's loop before this
+    read(32);
+    st = dom0_->stats(7);
+    EXPECT_EQ(st["classes"]["gold"]["reqs"], 3U) << st["process_classes"].dump();
+    EXPECT_EQ(st["classes"]["bronze"]["reqs"], 1U);
+    EXPECT_EQ(st["process_classes"]["pid=41"]["source"], "hints");
+    EXPECT_EQ(st["process_classes"]["pid=41"]["reqs"], 1U);
+    EXPECT_EQ(st["connects"], 1U);
+  }
+  dom0_.reset();  // the devices go before the registry they subscribed to
+}
+
+TEST_F(BlkE2E, BadProcessRulesNameTheKey) {
+  TempDisk disk(16 << 20);
+  for (const char* bad : {"dd", "dd:platinum", "a-name-longer-than-15:gold", "dd:gold;dd:bronze"}) {
+    try {
+      (void)blk::parse_config({{"target", disk.path}, {"procs", bad}}, 51728);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("procs"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST_F(BlkE2E, NegotiatesAndServesDirectAndIndirectIo) {

@@ -225,3 +225,25 @@ TEST(BlkSched, WeightsAcceptSemicolons) {
 }
 }  // namespace
 }  // namespace gears::blk
+
+namespace gears::blk {
+namespace {
+TEST(BlkSched, ProcessRulesParseByNameAndRefuseWhatCouldNeverMatch) {
+  const auto r = parse_procs("busybox-hi:gold;postgres:0;backup:bronze;;");
+  ASSERT_EQ(r.size(), 3U);
+  EXPECT_EQ(r[0].comm, "busybox-hi");
+  EXPECT_EQ(r[0].cls, 0U);
+  EXPECT_EQ(r[1].comm, "postgres");
+  EXPECT_EQ(r[1].cls, 0U);
+  EXPECT_EQ(r[2].cls, 2U);
+  EXPECT_TRUE(parse_procs("").empty());
+  EXPECT_EQ(parse_procs("abcdefghijklmno:silver")[0].comm, "abcdefghijklmno") << "15 bytes: Linux's whole comm";
+  for (const char* bad : {"abcdefghijklmnop:gold",  // 16 bytes: truncated by Linux, never equal
+                          "dd", ":gold", "dd:platinum", "dd:8", "a b:gold", "dd:gold;dd:bronze", "d,d:gold"})
+    EXPECT_THROW((void)parse_procs(bad), std::invalid_argument) << bad;
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += "p" + std::to_string(i) + ":gold;";
+  EXPECT_THROW((void)parse_procs(many), std::invalid_argument);
+}
+}  // namespace
+}  // namespace gears::blk

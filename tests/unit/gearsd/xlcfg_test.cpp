@@ -19,6 +19,7 @@ ConfigError expect_error(const ConfigResult& r) {
 }
 
 const std::string kBase = "name = \"t\"\ntype = \"pv\"\nkernel = \"/boot/vmlinuz\"\n";
+const std::string kPvh = "name = \"t\"\ntype = \"pvh\"\nkernel = \"/boot/vmlinuz\"\n";
 
 }  // namespace
 
@@ -113,6 +114,14 @@ TEST(XlConfig, SemanticErrors) {
       {kBase + "gears_disk = [ \"vdev=xvdb,target=/a,target=/b\" ]\n", 4, "gears_disk", "given twice"},
       {kBase + "gears_vif = [ \"bridge\" ]\n", 4, "gears_vif", "not key=value"},
       {kBase + "gears = 1\ngears_zzzzzzzz = 1\n", 5, "gears_zzzzzzzz", "unknown Gears key; known"},
+      {kBase + "gears_proctrack = 1\n", 4, "gears_proctrack", "needs type = \"pvh\" or \"hvm\" (this domain is \"pv\")"},
+      {"name = \"t\"\ngears_proctrack = 1\n", 2, "gears_proctrack", "pv by default"},
+      {kPvh + "gears_proctrack = 2\n", 4, "gears_proctrack", "must be 0, 1 or a string"},
+      {kPvh + "gears_proctrack = [ \"os=linux\" ]\n", 4, "gears_proctrack", "must be 0, 1 or a string"},
+      {kPvh + "gears_proctrack = \"kpti=on,pcid=1\"\n", 4, "gears_proctrack", "unknown parameter 'pcid' (known: os,"},
+      {kPvh + "gears_proctrack = \"kpti=on,kpti=off\"\n", 4, "gears_proctrack", "'kpti' given twice"},
+      {kPvh + "gears_proctrack = \"kpti\"\n", 4, "gears_proctrack", "not key=value"},
+      {kPvh + "gears_proctrak = 1\n", 4, "gears_proctrak", "did you mean 'gears_proctrack'"},
   };
   int i = 0;
   for (const auto& c : cases) {
@@ -165,6 +174,33 @@ TEST(XlConfig, DeviceListsBecomePlannedDevices) {
   EXPECT_EQ(p.devices[3].params["xdp-mode"], "skb");
   EXPECT_EQ(p.devices[3].params["coalesce"], "off") << "a vif key, not a hint";
   EXPECT_EQ(p.devices[3].params["hints"], "class=gold");
+}
+
+// proctrack is planned before the devices, so it watches the guest from its first instruction (gearsctl create
+// attaches everything while the domain is still paused).
+TEST(XlConfig, ProctrackIsPlannedFirstWithItsParameters) {
+  gears::test::TempDir d;
+  auto plan = [&](const std::string& name, const std::string& text) {
+    const auto r = load_gears_config(d.write(name, text));
+    EXPECT_TRUE(std::holds_alternative<GearsPlan>(r)) << std::get<ConfigError>(r).format();
+    return std::holds_alternative<GearsPlan>(r) ? std::get<GearsPlan>(r) : GearsPlan{};
+  };
+  auto p = plan("a.cfg", kPvh + "gears_disk = [ \"vdev=xvdb,target=/srv/a.img,procs=postgres:gold;backup:bronze\" ]\n"
+                                "gears_proctrack = \"kpti=auto,rescan_ms=500\"\n");
+  ASSERT_EQ(p.devices.size(), 2U);
+  EXPECT_EQ(p.devices[0].kind, "proctrack");
+  EXPECT_EQ(p.devices[0].devid, 0U);
+  EXPECT_EQ(p.devices[0].params["kpti"], "auto");
+  EXPECT_EQ(p.devices[0].params["rescan_ms"], "500");
+  EXPECT_EQ(p.devices[0].line, 5);
+  EXPECT_EQ(p.devices[1].params["procs"], "postgres:gold;backup:bronze") << "a disk key, not a hint";
+  EXPECT_FALSE(p.devices[1].params.contains("hints"));
+  EXPECT_EQ(p.attach_request(9)["devices"][0]["kind"], "proctrack");
+  p = plan("b.cfg", kPvh + "gears_proctrack = 1\n");
+  ASSERT_EQ(p.devices.size(), 1U);
+  EXPECT_TRUE(p.devices[0].params.empty());
+  EXPECT_TRUE(plan("c.cfg", kPvh + "gears_proctrack = 0\n").devices.empty());
+  EXPECT_EQ(plan("d.cfg", "name = \"t\"\nbuilder = \"hvm\"\ngears_proctrack = 1\n").devices.size(), 1U);
 }
 
 TEST(XlConfig, NoGearsKeysMeansNothingForGearsd) {
