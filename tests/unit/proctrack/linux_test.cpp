@@ -1,8 +1,10 @@
 // The OS-aware layer over a synthetic Linux guest built in the fake hypervisor's guest memory: page tables,
 // init_task and a task list, with a made-up layout (the real one comes from BTF + System.map); and
 // LinuxLayout::load over a synthetic BTF written with libbpf.
+#include "dom0/gearsd/reactor.hpp"
 #include "services/proctrack/linux.hpp"
 #include "services/proctrack/process_table.hpp"
+#include "services/proctrack/proctrack_device.hpp"
 #include "tests/fake/fake.hpp"
 
 #include <gtest/gtest.h>
@@ -42,7 +44,7 @@ LinuxLayout layout() {
 class SynthGuest {
  public:
   static constexpr std::uint64_t kCr3 = 1 * kPage;
-  SynthGuest() {
+  explicit SynthGuest(LinuxLayout l = layout()) : l_(l) {
     fake::set_guest_memory(kDom, 64);
     mem_ = fake::guest_memory(kDom);
     put(1 * kPage + idx(kBase, 39) * 8, 2 * kPage | 0x63);
@@ -61,7 +63,7 @@ class SynthGuest {
   void put_va64(std::uint64_t a, std::uint64_t v) { put_va(a, &v, sizeof v); }
   // Task i lives in region page i; its mm (if mm_page != 0) in region page mm_page.
   void task(std::uint64_t i, std::int32_t pid, std::uint64_t start, const char* comm, std::uint64_t mm_page) {
-    const LinuxLayout l = layout();
+    const LinuxLayout& l = l_;
     const std::uint64_t t = va(i);
     put_va(t + l.task_pid, &pid, 4);
     put_va(t + l.task_tgid, &pid, 4);
@@ -90,14 +92,18 @@ class SynthGuest {
   }
   // Links tasks (by region page) into a circular list starting at init_task (page 0).
   void link(std::vector<std::uint64_t> pages) {
-    const LinuxLayout l = layout();
+    const LinuxLayout& l = l_;
     pages.insert(pages.begin(), 0);
     for (std::size_t i = 0; i < pages.size(); ++i)
       put_va64(va(pages[i]) + l.task_tasks + l.list_next, va(pages[(i + 1) % pages.size()]) + l.task_tasks);
   }
   static std::uint64_t pgd_phys(std::uint64_t mm_page) { return (16 + mm_page) * kPage; }
+  // Makes an mm's page a top-level page table too (as every Linux PGD maps the kernel): a CR3 that loads it can
+  // translate the kernel's addresses.
+  void kernel_half(std::uint64_t mm_page) { put(pgd_phys(mm_page) + idx(kBase, 39) * 8, 2 * kPage | 0x63); }
 
  private:
+  LinuxLayout l_;
   std::span<std::byte> mem_;
 };
 
@@ -394,6 +400,71 @@ TEST(LinuxLayout, MissingBtfMemberIsAClearError) {
       EXPECT_NE(what.find(btf_file.path), std::string::npos) << what;
       EXPECT_NE(what.find(want), std::string::npos) << what;
     }
+  }
+}
+
+// ---- The device over a synthetic guest with the OS-aware layer on ----
+
+// layout()'s symbols at the synthetic BTF's offsets: what the device loads from the files written below.
+LinuxLayout btf_layout() {
+  LinuxLayout l = layout();
+  l.task_tasks = kBtfTasks, l.task_pid = kBtfPid, l.task_tgid = kBtfTgid, l.task_comm = kBtfComm;
+  l.task_mm = kBtfMm, l.task_start_time = kBtfStartTime, l.mm_pgd = kBtfMmPgd, l.list_next = kBtfListNext;
+  return l;
+}
+
+vm_event_request_t cr3_write(std::uint64_t old_v, std::uint64_t new_v) {
+  vm_event_request_t r;
+  std::memset(&r, 0, sizeof r);
+  r.version = VM_EVENT_INTERFACE_VERSION;
+  r.reason = VM_EVENT_REASON_WRITE_CTRLREG;
+  r.flags = VM_EVENT_FLAG_VCPU_PAUSED;
+  r.u.write_ctrlreg.index = VM_EVENT_X86_CR3;
+  r.u.write_ctrlreg.old_value = old_v;
+  r.u.write_ctrlreg.new_value = new_v;
+  r.data.regs.x86.msr_lstar = kEntrySym + kSlide;
+  return r;
+}
+
+// Linux loads an exec'ing process's new address space before it renames the process (exec_mmap, then
+// __set_task_comm in the same execve): the walk at that CR3 write reads the old name. A process that then runs
+// alone makes no further CR3 write, so the device reads its occupant's name again a few ms later; I/O attributed
+// through who_ran() then carries the new name.
+TEST_F(LinuxTest, DeviceRereadsTheNameOfAnOccupantThatJustExeced) {
+  const TempFile btf_file("dev-vmlinux.btf"), map("dev-System.map");
+  ASSERT_NO_FATAL_FAILURE(write_btf(btf_file.path));
+  std::ofstream(map.path) << "ffffffff81000000 T _text\nffffffff81a00000 T entry_SYSCALL_64\nffffffff82000000 D init_task\n";
+  SynthGuest g(btf_layout());
+  for (const std::uint64_t mm : std::array<std::uint64_t, 3>{10, 12, 13}) g.kernel_half(mm);
+  g.tasks({{1, 1, 100, "init", 10}, {3, 9, 500, "sh", 12}});
+  Directory dir;
+  daemon::Reactor loop;
+  {
+    ProcTrackDevice dev(daemon::DeviceSpec{daemon::DeviceKey{"proctrack", kDom, 0}, "",
+                                           {{"btf", btf_file.path}, {"system_map", map.path}, {"rescan_ms", "60000"}}},
+                        dir);
+    ASSERT_TRUE(dev.start(loop).ok());
+    auto feed = [&](const vm_event_request_t& r) {
+      ASSERT_TRUE(fake::monitor_push_request(kDom, r));
+      for (int i = 0; i < 20 && fake::monitor_pop_responses(kDom).empty(); ++i) (void)loop.run_once(50);
+    };
+    feed(cr3_write(SynthGuest::pgd_phys(10), SynthGuest::pgd_phys(12)));
+    ASSERT_EQ(dir.who_ran(kDom, 0, now_ns())->comm, "sh") << dev.stats().dump();
+    // execve: the new mm is loaded while the task still has its old name; the name changes afterwards.
+    g.task(3, 9, 500, "sh", 13);
+    feed(cr3_write(SynthGuest::pgd_phys(12), SynthGuest::pgd_phys(13)));
+    EXPECT_EQ(dir.who_ran(kDom, 0, now_ns())->comm, "sh") << "what the walk at the CR3 write could see";
+    EXPECT_EQ(dev.stats()["proc_execs"], 1);
+    g.task(3, 9, 500, "busybox-hi", 13);
+    const std::int64_t renamed_at = now_ns();
+    for (int i = 0; i < 40 && dev.stats()["renames"] == 0; ++i) (void)loop.run_once(10);
+    EXPECT_EQ(dev.stats()["renames"], 1);
+    const auto now = dir.who_ran(kDom, 0, now_ns());
+    ASSERT_TRUE(now);
+    EXPECT_EQ(now->comm, "busybox-hi");
+    EXPECT_EQ(now->pid, 9);
+    EXPECT_EQ(dir.who_ran(kDom, 0, renamed_at)->comm, "sh") << "the timeline keeps what was true before";
+    dev.stop();
   }
 }
 
