@@ -3,6 +3,7 @@
 #include "services/proctrack/proctrack_device.hpp"
 #include "dom0/gearsd/reactor.hpp"
 #include "tests/fake/fake.hpp"
+#include "tests/unit/proctrack/cr3_request.hpp"
 
 #include <gtest/gtest.h>
 
@@ -14,16 +15,7 @@ namespace {
 constexpr domid_t kDom = 21;
 
 vm_event_request_t cr3(std::uint32_t vcpu, std::uint64_t old_v, std::uint64_t new_v) {
-  vm_event_request_t r;
-  std::memset(&r, 0, sizeof r);
-  r.version = VM_EVENT_INTERFACE_VERSION;
-  r.reason = VM_EVENT_REASON_WRITE_CTRLREG;
-  r.vcpu_id = vcpu;
-  r.flags = VM_EVENT_FLAG_VCPU_PAUSED;
-  r.u.write_ctrlreg.index = VM_EVENT_X86_CR3;
-  r.u.write_ctrlreg.old_value = old_v;
-  r.u.write_ctrlreg.new_value = new_v;
-  return r;
+  return test::cr3_write(vcpu, old_v, new_v);
 }
 
 daemon::DeviceSpec spec(nlohmann::json params) {

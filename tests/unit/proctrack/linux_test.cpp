@@ -6,6 +6,7 @@
 #include "services/proctrack/process_table.hpp"
 #include "services/proctrack/proctrack_device.hpp"
 #include "tests/fake/fake.hpp"
+#include "tests/unit/proctrack/cr3_request.hpp"
 
 #include <gtest/gtest.h>
 
@@ -413,17 +414,9 @@ LinuxLayout btf_layout() {
   return l;
 }
 
+// vCPU 0 loads new_v, with the synthetic kernel's MSR_LSTAR.
 vm_event_request_t cr3_write(std::uint64_t old_v, std::uint64_t new_v) {
-  vm_event_request_t r;
-  std::memset(&r, 0, sizeof r);
-  r.version = VM_EVENT_INTERFACE_VERSION;
-  r.reason = VM_EVENT_REASON_WRITE_CTRLREG;
-  r.flags = VM_EVENT_FLAG_VCPU_PAUSED;
-  r.u.write_ctrlreg.index = VM_EVENT_X86_CR3;
-  r.u.write_ctrlreg.old_value = old_v;
-  r.u.write_ctrlreg.new_value = new_v;
-  r.data.regs.x86.msr_lstar = kEntrySym + kSlide;
-  return r;
+  return test::cr3_write(0, old_v, new_v, kEntrySym + kSlide);
 }
 
 // Linux loads an exec'ing process's new address space before it renames the process (exec_mmap, then
