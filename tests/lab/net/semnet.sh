@@ -480,17 +480,20 @@ t_profile() {
   dom0 "pkill -x iperf3" || true
 }
 
-# A/B of two Gears vif parameter sets (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s with vif 1 attached
-# with params $3, then re-attached with $4, in turn for $2 rounds, after a 3 s warm-up on each; "netback" as a
+# A/B (or more) of Gears vif parameter sets (a diagnostic, not a test): iperf3 pv1 -> dom0 for $1 s with vif 1 attached
+# with params $3, then re-attached with $4 (and $5...), in turn for $2 rounds, after a 3 s warm-up on each; "netback" as a
 # parameter set runs that side over the stock netback vif instead. Prints each round (Mb/s, the guest's cwnd, then
-# CPU ms per MB and domain switches per MB over a separate traced transfer: sched_split) and the vif's stats.
+# CPU ms per MB and domain switches per MB over a separate traced transfer: sched_split, skipped with
+# GEARS_AB_TRACE=0) and the vif's stats.
 # E.g. ab 10 2 "" "--param tx-split=grant", or ab 10 3 "" netback.
 t_ab() {
-  local secs=${1:-10} rounds=${2:-2} a=${3:-} b=${4:-} r side p split tcp o dst
+  local secs=${1:-10} rounds=${2:-2} r side p split tcp o dst i
+  local sides=("${@:3}")
+  [ ${#sides[@]} -ge 2 ] || sides=("${sides[0]:-}" "")
   iperf_setup
   for r in $(seq "$rounds"); do
-    for side in A B; do
-      p=$a; [ $side = B ] && p=$b
+    for i in "${!sides[@]}"; do
+      p=${sides[$i]}; side=$(printf "\\x$(printf %x $((65 + i)))")
       dst=$NET
       if [ "$p" = netback ]; then
         dst=$SNET
@@ -501,6 +504,9 @@ t_ab() {
       guest pv1 "iperf3 -c $dst.1 -t 3 >/dev/null" || true
       # The guest's TCP state halfway (cwnd, ssthresh: slow start left early shows as a low ssthresh; needs
       # GEARS_GUEST_TOOLS=ss). (A guest runs one exec at a time: the ss sample goes inside the iperf3 exec.)
+      # GEARS_AB_RQ=1: how far dom0's receiver lags (its socket's unread bytes, sampled over the transfer).
+      [ "${GEARS_AB_RQ:-0}" = 0 ] || dom0 "sleep 2; for i in \$(seq $((secs - 3))); do ss -tmi state established | grep -A1 'ffff:$dst.2' |
+        grep -o 'skmem:(r[0-9]*' | cut -d'r' -f2 | sort -n | tail -1; sleep 0.5; done > /tmp/ab.rq" &
       guest pv1 "iperf3 -c $dst.1 -t $secs -J > /tmp/ab.json & sleep $((secs / 2 + 1)); : > /tmp/ab.tcp
                  command -v ss >/dev/null && ss -tin dst $dst.1 | grep -o 'cwnd:[0-9]*\|ssthresh:[0-9]*' | tr '\n' ' ' > /tmp/ab.tcp
                  wait" >/dev/null || fail "iperf3 ($side)"
@@ -508,11 +514,14 @@ t_ab() {
       tcp=$(guest pv1 "cat /tmp/ab.tcp") || tcp=""
       # Then what each MB cost over a traced transfer: dom0 + pv1 CPU ms/MB, switches/MB (with the pCPU always busy,
       # under TCG this follows the throughput of the moment).
-      split=$(sched_split "$dst")
+      split='{}'; [ "${GEARS_AB_TRACE:-1}" = 0 ] || split=$(sched_split "$dst")
       echo "round $r $side [$p]: $(iperf_sum "$o") Mb/s:retransmits; tcp: $tcp; cost: $(python3 -c 'import json, sys
 d = json.loads(sys.argv[1]); mb_s = d["mbps"] / 8; sh = d["domains"]
 print("%.1f Mb/s, %.2f ms/MB (dom0 %.2f, pv1 %.2f), %.2f switches/MB" % (d["mbps"], (sh["Domain-0"]["share"] + sh["pv1"]["share"]) * 1000 / mb_s,
       sh["Domain-0"]["share"] * 1000 / mb_s, sh["pv1"]["share"] * 1000 / mb_s, d["switches"] / d["span_s"] / mb_s))' "$split" 2>/dev/null)"
+      wait
+      [ "${GEARS_AB_RQ:-0}" = 0 ] || echo "  dom0 receiver's unread KiB: $(dom0 "awk '{s += \$1; n++; if (\$1 > m) m = \$1}
+        END {if (n) printf \"mean %.0f max %.0f (%d samples)\", s / n / 1024, m / 1024, n}' /tmp/ab.rq")"
       echo "  stats: $(vif_stats "$(domid pv1)")"
     done
   done
